@@ -1,0 +1,102 @@
+"""The model file: round trip, validation of card and tensors, and no unpickling ever."""
+import dataclasses
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sasan import bundle
+from sasan.bundle import ModelCard, ModelFileError
+
+TINY = {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8], "decoder_widths": [8, 4, 4],
+        "head_width": 4, "spade_hidden": 4, "segmenter_width": 4, "segmenter_depth": 2}
+NORM = {"config": {"method": "window", "percentiles": [2.0, 98.0], "window": [-200.0, 400.0]},
+        "reference": {"method": "window", "low": -200.0, "high": 400.0}}
+
+
+def tiny_card(**changes) -> ModelCard:
+    card = ModelCard(name="tiny", modalities=["CT", "MR"], directions=[["CT", "MR"], ["MR", "CT"]],
+                     architecture=dict(TINY), context=3, image_size=32, normalization={"CT": NORM, "MR": NORM},
+                     labels=[{"name": "heart", "value": 1, "color": [1.0, 0.0, 0.0]}], segmenters=["MR"])
+    return dataclasses.replace(card, **changes)
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    card = tiny_card()
+    return bundle.save(tmp_path / "m.safetensors", card, bundle.expected_networks(card)), card
+
+
+def test_round_trip_gives_identical_outputs(tmp_path):
+    card = tiny_card()
+    networks = bundle.expected_networks(card)
+    path = bundle.save(tmp_path / "m.safetensors", card, networks)
+    model = bundle.load(path)
+    x = torch.randn(1, 3, 32, 32)
+    for name, module in networks.items():
+        module.eval()
+    with torch.no_grad():
+        maps, _ = networks["attention.CT"](x)
+        expected = networks["generator.CT_to_MR"](x, maps)
+        maps2, _ = model.attention("CT")(x)
+        assert torch.equal(model.generator("CT", "MR")(x, maps2), expected)
+    assert model.segmenter("MR") is not None and model.segmenter("CT") is None
+    assert bundle.read_card(path).labels == card.labels
+
+
+def test_half_precision_file_loads_as_float(tmp_path):
+    card = tiny_card()
+    path = bundle.save(tmp_path / "h.safetensors", card, bundle.expected_networks(card), half=True)
+    assert all(t.dtype in (torch.float16, torch.int64) for t in load_file(path).values())
+    model = bundle.load(path)
+    assert next(model.generator("CT", "MR").parameters()).dtype == torch.float32
+
+
+def test_refuses_overwrite(model_file):
+    path, card = model_file
+    with pytest.raises(FileExistsError):
+        bundle.save(path, card, bundle.expected_networks(card))
+
+
+def _rewrite(path, tensors, card_json):
+    save_file(tensors, path, metadata={bundle.CARD_KEY: card_json})
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda t, c: (dict(list(t.items())[1:]), c), "lacks"),
+    (lambda t, c: ({**t, "generator.CT_to_MR.extra": torch.zeros(1)}, c), "does not describe"),
+    (lambda t, c: ({k: (v.reshape(-1) if k.endswith("to_maps.weight") else v) for k, v in t.items()}, c), "shape"),
+    (lambda t, c: ({k: (v + 1 if k.endswith("head.0.bias") else v) for k, v in t.items()}, c), "checksum"),
+    (lambda t, c: (t, c.replace('"format_version": 1', '"format_version": 99')), "format version"),
+    (lambda t, c: (t, c[:-5]), "not valid JSON"),
+    (lambda t, c: (t, json.dumps({**json.loads(c), "context": 2})), "context"),
+    (lambda t, c: (t, json.dumps({k: v for k, v in json.loads(c).items() if k != "normalization"})), "normalization"),
+])
+def test_damaged_files_are_refused_with_a_clear_message(model_file, damage, message):
+    path, _ = model_file
+    tensors = load_file(path)
+    tensors, card_json = damage(tensors, bundle.read_card(path).to_json())
+    _rewrite(path, tensors, card_json)
+    with pytest.raises(ModelFileError, match=message):
+        bundle.load(path)
+
+
+def test_pickle_renamed_safetensors_is_never_unpickled(tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(ModelFileError, match="not a safetensors"):
+        bundle.load(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_other_direction_is_refused(tmp_path):
+    card = tiny_card(directions=[["CT", "MR"]])
+    model = bundle.load(bundle.save(tmp_path / "m.safetensors", card, bundle.expected_networks(card)))
+    with pytest.raises(ModelFileError, match="does not translate MR to CT"):
+        model.generator("MR", "CT")

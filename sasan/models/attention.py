@@ -1,0 +1,52 @@
+"""The attention module A: a light U-Net giving K attention maps and a one-convolution segmentation head."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import DoubleConv
+
+
+class AttentionModule(nn.Module):
+    """x (B, C_in, H, W) -> (maps (B, K, H, W), segmentation logits (B, num_classes, H, W)).
+
+    The maps are a softmax over K, so every pixel distributes one unit of attention over the maps; the
+    orthogonality loss then pushes each pixel towards a single map. ``widths`` gives the channels per
+    U-Net level (the first at full resolution, each next one at half); H and W must be divisible by
+    ``2 ** (len(widths) - 1)``. The segmentation head is one 1x1 convolution of the maps; its logits are
+    multiplied by ``head_scale`` because maps in [0, 1] otherwise give logits too flat to learn from.
+    """
+
+    def __init__(self, in_channels: int = 3, num_maps: int = 8, num_classes: int = 5,
+                 widths: tuple[int, ...] | list[int] = (32, 64, 128, 256), head_scale: float = 10.0) -> None:
+        super().__init__()
+        widths = list(widths)
+        self.num_maps = num_maps
+        self.head_scale = head_scale
+        self.down = nn.ModuleList()
+        previous = in_channels
+        for width in widths:
+            self.down.append(DoubleConv(previous, width, norm="instance"))
+            previous = width
+        self.up = nn.ModuleList(
+            DoubleConv(widths[level + 1] + widths[level], widths[level], norm="instance")
+            for level in reversed(range(len(widths) - 1))
+        )
+        self.to_maps = nn.Conv2d(widths[0], num_maps, 1)
+        self.segmentation_head = nn.Conv2d(num_maps, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skips = []
+        for level, block in enumerate(self.down):
+            if level:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([skip, x], dim=1))
+        maps = torch.softmax(self.to_maps(x), dim=1)
+        return maps, self.segmentation_head(maps) * self.head_scale

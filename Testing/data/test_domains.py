@@ -1,0 +1,127 @@
+"""Domain loading: tiny folder datasets through read, normalise, slice and dataset; the phantom cache."""
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sasan.data.domains import build_slice_dataset, load_domain, prepare_volume
+from sasan.data.io import GeometryMismatchError, write_volume
+from sasan.data.layouts import Subject
+from sasan.data.volume import Volume
+from sasan.training.config import DataConfig, DomainConfig, LabelSpec, NormalizationConfig
+
+LABELS = [LabelSpec("myo", 205), LabelSpec("lv", 500)]
+GEOMETRY = dict(spacing=(0.8, 0.8, 2.0), origin=(5.0, -3.0, 10.0))
+
+
+def write_subject(root: Path, name: str, seed: int, with_label: bool = True) -> None:
+    rng = np.random.default_rng(seed)
+    image = rng.normal(100.0, 20.0, size=(4, 6, 5)).astype(np.float32)
+    write_volume(Volume(image, **GEOMETRY), root / "images" / f"{name}.nii.gz")
+    if with_label:
+        labels = rng.choice([0, 205, 500], size=(4, 6, 5)).astype(np.int16)
+        write_volume(Volume(labels, **GEOMETRY), root / "labels" / f"{name}.nii.gz")
+
+
+def folder_domain(root: Path, labelled: bool = True) -> DomainConfig:
+    return DomainConfig(modality="CT", layout="folder", root=str(root), labelled=labelled,
+                        normalization=NormalizationConfig(method="percentile", percentiles=[2.0, 98.0]))
+
+
+def test_prepare_volume_normalises_and_slices_along_the_chosen_axis(tmp_path):
+    write_subject(tmp_path, "a", seed=0)
+    subject = Subject("a", tmp_path / "images/a.nii.gz", tmp_path / "labels/a.nii.gz", "CT")
+    prepared = prepare_volume(subject, NormalizationConfig(), LABELS, axis_preference="coronal")
+    assert prepared.axis == 1 and prepared.stack.shape == (6, 4, 5) and prepared.stack.dtype == np.float32
+    assert prepared.stack.min() == -1.0 and prepared.stack.max() == pytest.approx(1.0)
+    assert prepared.volume.spacing == pytest.approx(GEOMETRY["spacing"]) and prepared.volume.array.shape == (4, 6, 5)
+    assert prepared.labels.shape == (6, 4, 5) and set(np.unique(prepared.labels)) <= {0, 1, 2}
+    assert prepared.intensity.low < prepared.intensity.high
+    unlabelled = prepare_volume(subject, NormalizationConfig(), [])
+    assert unlabelled.labels is None and unlabelled.axis == 0
+
+
+def test_prepare_volume_refuses_labels_on_another_grid(tmp_path):
+    write_subject(tmp_path, "a", seed=0)
+    write_volume(Volume(np.zeros((4, 6, 5), np.int16)), tmp_path / "labels/a.nii.gz", overwrite=True)
+    subject = Subject("a", tmp_path / "images/a.nii.gz", tmp_path / "labels/a.nii.gz", "CT")
+    with pytest.raises(GeometryMismatchError, match="label grid does not match"):
+        prepare_volume(subject, NormalizationConfig(), LABELS)
+
+
+def test_load_domain_splits_prepares_and_builds_a_dataset(tmp_path):
+    for index in range(5):
+        write_subject(tmp_path, f"case{index}", seed=index)
+    data = DataConfig(image_size=16, context=3, skip_empty=False, test_fraction=0.2, labels=LABELS)
+    domain = folder_domain(tmp_path)
+    train, test = load_domain(domain, data, split="train"), load_domain(domain, data, split="test")
+    assert (len(train), len(test)) == (4, 1)
+    assert {p.subject.id for p in train}.isdisjoint({p.subject.id for p in test})
+    assert len(load_domain(domain, data, split="all")) == 5
+    dataset = build_slice_dataset(train, data, augment=True, seed=1)
+    assert len(dataset) == 4 * 4 and dataset.augment is data.augment
+    item = dataset[0]
+    assert item["image"].shape == (3, 16, 16) and item["label"].shape == (16, 16)
+    assert item["has_label"].item() is True
+    with pytest.raises(ValueError, match="unknown split 'val'"):
+        load_domain(domain, data, split="val")
+
+
+def test_unlabelled_domains_ignore_label_files_and_labelled_ones_need_them(tmp_path):
+    for index in range(3):
+        write_subject(tmp_path, f"case{index}", seed=index, with_label=False)
+    data = DataConfig(labels=LABELS)
+    assert all(p.labels is None for p in load_domain(folder_domain(tmp_path, labelled=False), data, split="all"))
+    with pytest.raises(ValueError, match="marked labelled but none of its all subjects has a label file"):
+        load_domain(folder_domain(tmp_path, labelled=True), data, split="all")
+
+
+def fake_phantom_module(calls: list, fail: bool = False) -> types.ModuleType:
+    """Stands in for sasan.data.phantom: writes one tiny CT and MR subject per call."""
+    def write_phantom(out_dir: Path, subjects: int, seed: int, size: int = 96) -> Path:
+        calls.append((Path(out_dir), subjects, seed, size))
+        for modality in ("CT", "MR"):
+            write_subject(Path(out_dir) / modality, f"{modality.lower()}_000", seed=seed)
+        if fail:
+            raise RuntimeError("generator crashed")
+        return Path(out_dir)
+
+    module = types.ModuleType("sasan.data.phantom")
+    module.write_phantom = write_phantom
+    return module
+
+
+def test_phantom_is_generated_once_into_the_cache(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setitem(sys.modules, "sasan.data.phantom", fake_phantom_module(calls))
+    monkeypatch.setenv("SASAN_CACHE", str(tmp_path / "cache"))
+    data = DataConfig(phantom_subjects=1, phantom_seed=3, phantom_size=32, labels=LABELS)
+    first = load_domain(DomainConfig(modality="ct", layout="phantom"), data, split="all")
+    second = load_domain(DomainConfig(modality="MR", layout="phantom", labelled=False), data, split="all")
+    assert len(calls) == 1 and calls[0][1:] == (1, 3, 32)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["phantom-1-3-32"]
+    assert first[0].subject.image == tmp_path / "cache/phantom-1-3-32/CT/images/ct_000.nii.gz"
+    assert first[0].labels is not None and second[0].labels is None
+
+
+def test_a_failed_phantom_generation_leaves_no_cache_behind(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sasan.data.phantom", fake_phantom_module([], fail=True))
+    monkeypatch.setenv("SASAN_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="generator crashed"):
+        load_domain(DomainConfig(modality="CT", layout="phantom"), DataConfig(labels=LABELS), split="all")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_real_phantom_loads_as_a_labelled_domain(tmp_path, monkeypatch):
+    pytest.importorskip("sasan.data.phantom")
+    from sasan.data.layouts import MMWHS_LABELS
+
+    monkeypatch.setenv("SASAN_CACHE", str(tmp_path))
+    data = DataConfig(phantom_subjects=2, phantom_seed=0, phantom_size=32, labels=MMWHS_LABELS, image_size=32)
+    prepared = load_domain(DomainConfig(modality="CT", layout="phantom"), data, split="all")
+    assert len(prepared) == 2
+    assert all(p.labels is not None and p.labels.max() >= 1 for p in prepared)
+    assert all(-1.0 <= p.stack.min() and p.stack.max() <= 1.0 for p in prepared)
+    assert len(build_slice_dataset(prepared, data, augment=False, seed=0)) > 0

@@ -1,0 +1,128 @@
+"""From a domain's configuration to normalised slice stacks and a training dataset (the trainer's glue)."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from sasan.data.geometry import slicing_axis, to_slice_stack
+from sasan.data.io import check_finite, read_labels, read_volume
+from sasan.data.layouts import Subject, find_subjects, split_subjects
+from sasan.data.preprocess import IntensityMap, fit_intensity_map, normalize
+from sasan.data.slices import SliceDataset
+from sasan.data.volume import Volume
+from sasan.training.config import DataConfig, DomainConfig, LabelSpec, NormalizationConfig
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test", "all")
+
+
+@dataclass
+class PreparedVolume:
+    """One subject ready for training: raw volume, slicing axis and normalised stacks ``(n, h, w)``."""
+
+    subject: Subject
+    volume: Volume
+    axis: int
+    stack: np.ndarray
+    labels: Optional[np.ndarray]
+    intensity: IntensityMap
+
+
+def prepare_volume(
+    subject: Subject,
+    normalization: NormalizationConfig,
+    labels: list[LabelSpec],
+    axis_preference: str = "auto",
+) -> PreparedVolume:
+    """Read, check and normalise one subject; its labels are read only when ``labels`` is not empty."""
+    volume = read_volume(subject.image)
+    check_finite(volume, str(subject.image))
+    label_volume = None
+    if subject.label is not None and labels:
+        label_volume = read_labels(subject.label, labels, reference=volume)
+    axis = slicing_axis(volume, axis_preference)
+    intensity = fit_intensity_map(volume.array, normalization)
+    stack = np.ascontiguousarray(to_slice_stack(normalize(volume.array, intensity), axis))
+    label_stack = None if label_volume is None else np.ascontiguousarray(to_slice_stack(label_volume.array, axis))
+    return PreparedVolume(subject, volume, axis, stack, label_stack, intensity)
+
+
+def load_domain(domain: DomainConfig, data: DataConfig, *, split: str = "train") -> list[PreparedVolume]:
+    """Find, split and prepare the subjects of one domain (``split``: "train", "test" or "all").
+
+    The phantom layout is generated once into a cache folder (``$SASAN_CACHE``, default
+    ``~/.cache/sasan``) and then read as a folder layout.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if domain.layout == "phantom":
+        subjects = find_subjects("folder", _modality_folder(_phantom_root(data), domain.modality), domain.modality)
+    else:
+        if not domain.root:
+            raise ValueError(f"the {domain.layout!r} layout of the {domain.modality} domain needs a data folder (root)")
+        subjects = find_subjects(domain.layout, Path(domain.root), domain.modality,
+                                 brats_sequence=domain.brats_sequence)
+    if split != "all":
+        train, test = split_subjects(subjects, data.test_fraction, data.split_seed)
+        subjects = train if split == "train" else test
+    labels = data.labels if domain.labelled else []
+    if domain.labelled and subjects and all(s.label is None for s in subjects):
+        raise ValueError(
+            f"the {domain.modality} domain is marked labelled but none of its {split} subjects has a label file"
+        )
+    prepared = [prepare_volume(s, domain.normalization, labels, data.axis) for s in subjects]
+    log.info("%s domain, %s split: %d volumes, %d slices", domain.modality, split, len(prepared),
+             sum(p.stack.shape[0] for p in prepared))
+    return prepared
+
+
+def build_slice_dataset(prepared: list[PreparedVolume], data: DataConfig, augment: bool, seed: int) -> SliceDataset:
+    """A 2.5D ``SliceDataset`` over prepared volumes, with the configuration's size, context and augmentation."""
+    return SliceDataset(
+        volumes=[p.stack for p in prepared],
+        labels=[p.labels for p in prepared],
+        size=data.image_size,
+        context=data.context,
+        skip_empty=data.skip_empty,
+        augment=data.augment if augment else None,
+        seed=seed,
+    )
+
+
+def _modality_folder(root: Path, modality: str) -> Path:
+    """The sub-folder of ``root`` named after ``modality``, compared case-insensitively."""
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    for name in folders:
+        if name.lower() == modality.lower():
+            return root / name
+    raise ValueError(f"{root}: no folder for modality {modality!r} (found {', '.join(folders) or 'none'})")
+
+
+def _phantom_root(data: DataConfig) -> Path:
+    """The cached phantom dataset, generated on first use (into a temporary folder, then renamed)."""
+    from sasan.data.phantom import write_phantom  # only phantom runs need the generator
+
+    cache = Path(os.environ.get("SASAN_CACHE", "~/.cache/sasan")).expanduser()
+    final = cache / f"phantom-{data.phantom_subjects}-{data.phantom_seed}-{data.phantom_size}"
+    if final.is_dir():
+        return final
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache))
+    try:
+        write_phantom(staging, data.phantom_subjects, data.phantom_seed, data.phantom_size)
+        os.rename(staging, final)
+    except OSError:
+        if not final.is_dir():  # not a concurrent run that finished first
+            raise
+        log.info("%s was generated by another process meanwhile", final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

@@ -1,0 +1,284 @@
+"""Reading and writing 3D volumes (NIfTI, NRRD, MetaImage, DICOM series) with their geometry intact.
+
+Every refusal is a ``VolumeReadError`` that names the file and says what is wrong with it, raised
+before any voxel memory is allocated where the header alone tells (dimensions, components, size).
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Optional, Union
+
+import nibabel
+import numpy as np
+import SimpleITK as sitk
+
+from sasan.data.volume import Volume
+from sasan.training.config import LabelSpec
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+MAX_VOXELS = 2**31
+READABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+# Only single-file formats can be written atomically (a .mhd/.nhdr header names its data file).
+WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+COMPRESSED_SUFFIXES = (".nii.gz", ".nrrd")
+# Geometry agreement between an image and its label file, in mm (headers stored as float32 differ slightly).
+LABEL_GEOMETRY_TOLERANCE_MM = 1e-3
+
+
+class VolumeReadError(ValueError):
+    """A file or folder cannot be used as a 3D volume; the message names it and the reason."""
+
+
+class GeometryMismatchError(VolumeReadError):
+    """A label volume does not lie on the same voxel grid as its image."""
+
+
+def volume_suffix(path: PathLike, allowed: tuple[str, ...] = READABLE_SUFFIXES) -> Optional[str]:
+    """The recognised (possibly double) extension of ``path``, lower case, or None."""
+    name = Path(path).name.lower()
+    return next((suffix for suffix in allowed if name.endswith(suffix)), None)
+
+
+def read_volume(path: PathLike, dtype: Optional[type] = np.float32) -> Volume:
+    """Read a 3D scalar volume from a file or a DICOM series folder.
+
+    Returns a ``Volume`` whose array is ``(nz, ny, nx)``, cast to ``dtype`` (pass ``None`` to keep the
+    stored pixel type, e.g. integer labels). Spacing, origin and direction are kept as stored.
+    Non-finite voxels are allowed here; call ``check_finite`` where they matter.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VolumeReadError(f"{path}: no such file or folder")
+    if path.is_dir():
+        image = _read_dicom_series(path)
+    else:
+        image = _read_image_file(path)
+    try:
+        volume = Volume(
+            sitk.GetArrayFromImage(image),
+            spacing=image.GetSpacing(),
+            origin=image.GetOrigin(),
+            direction=np.array(image.GetDirection()).reshape(3, 3),
+        )
+    except ValueError as error:
+        raise VolumeReadError(f"{path}: invalid geometry in the header ({error})") from None
+    if not np.all(np.isfinite(volume.direction)) or abs(np.linalg.det(volume.direction)) < 1e-6:
+        raise VolumeReadError(f"{path}: the direction matrix in the header is singular or not finite")
+    if dtype is not None:
+        volume.array = volume.array.astype(dtype, copy=False)
+    return volume
+
+
+def check_finite(volume: Union[Volume, np.ndarray], name: str) -> None:
+    """Raise ``VolumeReadError`` if any voxel is NaN or infinite (``name`` identifies the volume)."""
+    array = volume.array if isinstance(volume, Volume) else np.asarray(volume)
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise VolumeReadError(
+            f"{name}: {int(bad.sum())} voxel(s) are NaN or infinite (first at array index {first}); "
+            "fix or mask them before use"
+        )
+
+
+def write_volume(volume: Volume, path: PathLike, overwrite: bool = False) -> Path:
+    """Write ``volume`` with its geometry; the format follows the extension.
+
+    The file appears complete or not at all: it is written to a hidden temporary file in the same
+    folder and then moved into place. Refuses an existing ``path`` unless ``overwrite``.
+    """
+    path = Path(path)
+    suffix = volume_suffix(path, WRITABLE_SUFFIXES)
+    if suffix is None:
+        raise ValueError(
+            f"{path}: cannot write this format; use one of {', '.join(WRITABLE_SUFFIXES)}"
+        )
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(_writable_array(volume.array))
+    image.SetSpacing(volume.spacing)
+    image.SetOrigin(volume.origin)
+    image.SetDirection(tuple(float(v) for v in volume.direction.ravel()))
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        sitk.WriteImage(image, temporary, useCompression=suffix in COMPRESSED_SUFFIXES)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_labels(path: PathLike, labels: list[LabelSpec], reference: Optional[Volume] = None) -> Volume:
+    """Read a label file as class indices: 0 background, ``labels[i].value`` -> ``i + 1``.
+
+    Returns a uint8 ``Volume`` ``(nz, ny, nx)``. Values not listed in ``labels`` become background
+    (logged once per file). With ``reference``, refuses a label grid that differs from the image's.
+    """
+    values = [spec.value for spec in labels]
+    if len(set(values)) != len(values):
+        raise ValueError(f"label values must be distinct; got {values}")
+    if len(values) > 255:
+        raise ValueError(f"at most 255 structures fit in uint8 class indices; got {len(values)}")
+    raw = read_volume(path, dtype=None)
+    data = raw.array
+    if np.issubdtype(data.dtype, np.floating):
+        check_finite(raw, str(path))
+        if not np.array_equal(data, np.round(data)):
+            raise VolumeReadError(f"{path}: a label file needs whole-number values; is this an image?")
+    if reference is not None:
+        _require_same_grid(raw, reference, path)
+    classes = np.zeros(data.shape, dtype=np.uint8)
+    for index, value in enumerate(values, start=1):
+        classes[data == value] = index
+    unlisted = sorted(set(np.unique(data).tolist()) - set(values) - {0})
+    if unlisted:
+        shown = ", ".join(str(v) for v in unlisted[:10]) + (" ..." if len(unlisted) > 10 else "")
+        log.warning("%s: label values not in the label list became background: %s", path, shown)
+    return raw.with_array(classes)
+
+
+def _read_image_file(path: Path) -> sitk.Image:
+    if volume_suffix(path) is None:
+        raise VolumeReadError(
+            f"{path}: unsupported file type; expected {', '.join(READABLE_SUFFIXES)} or a DICOM folder"
+        )
+    if path.stat().st_size == 0:
+        raise VolumeReadError(f"{path}: the file is empty (0 bytes)")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise VolumeReadError(f"{path}: not a readable image (the header could not be parsed)") from None
+    _check_header(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    if volume_suffix(path) in (".nii", ".nii.gz"):
+        _check_nifti_complete(path)
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[-1]
+        raise VolumeReadError(f"{path}: the voxel data could not be read; truncated? ({reason})") from None
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise VolumeReadError(f"{folder}: the folder holds no DICOM series")
+    if len(series_ids) > 1:
+        raise VolumeReadError(
+            f"{folder}: the folder holds {len(series_ids)} DICOM series ({', '.join(series_ids)}); "
+            "put one series per folder"
+        )
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])
+    first = sitk.ImageFileReader()
+    first.SetFileName(files[0])
+    try:
+        first.ReadImageInformation()
+    except RuntimeError:
+        raise VolumeReadError(f"{folder}: the DICOM file {files[0]} could not be parsed") from None
+    width, height = first.GetSize()[:2]
+    _check_header(folder, 3, (width, height, len(files)), first.GetNumberOfComponents())
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[-1]
+        raise VolumeReadError(f"{folder}: the DICOM series could not be read ({reason})") from None
+    _check_header(folder, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
+    return image
+
+
+def _check_header(path: Path, dimension: int, size: tuple[int, ...], components: int) -> None:
+    """Refuse anything but a 3D scalar image of sensible size, before reading its voxels."""
+    if dimension != 3:
+        raise VolumeReadError(
+            f"{path}: a {dimension}D image of size {tuple(size)}; a 3D volume is needed"
+        )
+    if components != 1:
+        raise VolumeReadError(
+            f"{path}: {components} values per voxel (a vector, RGB or 4D image); "
+            "a single-channel 3D volume is needed"
+        )
+    voxels = int(np.prod([int(s) for s in size], dtype=np.int64))
+    if voxels == 0:
+        raise VolumeReadError(f"{path}: the image has no voxels (size {tuple(size)})")
+    if voxels > MAX_VOXELS:
+        raise VolumeReadError(
+            f"{path}: the header declares {voxels} voxels (size {tuple(size)}), more than {MAX_VOXELS}; "
+            "refusing to allocate it"
+        )
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """ITK fills a truncated NIfTI with zeros without complaint, so check the byte count ourselves."""
+    try:
+        proxy = nibabel.load(str(path)).dataobj
+        expected = proxy.offset + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
+    except (nibabel.filebasedimages.ImageFileError, nibabel.spatialimages.HeaderDataError, ValueError, OSError):
+        # nibabel is stricter than ITK about some headers; ITK's own reading then decides.
+        log.debug("%s: nibabel could not parse the header; skipping the completeness check", path)
+        return
+    if not path.name.lower().endswith(".gz"):
+        actual = path.stat().st_size
+    elif _gzip_trailer_size(path) == expected % 2**32:
+        return  # the stored uncompressed size agrees; a truncated stream would not end with it
+    else:
+        actual = _decompressed_size(path)
+    if actual < expected:
+        raise VolumeReadError(
+            f"{path}: the file is truncated ({actual} of {expected} bytes of header and voxel data)"
+        )
+
+
+def _gzip_trailer_size(path: Path) -> int:
+    with open(path, "rb") as stream:
+        stream.seek(-4, os.SEEK_END)
+        return struct.unpack("<I", stream.read(4))[0]
+
+
+def _decompressed_size(path: Path) -> int:
+    """Bytes in a gzip stream; a stream cut short counts only what could be decompressed."""
+    total = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                total += len(chunk)
+    except (EOFError, OSError, zlib.error):
+        log.debug("%s: gzip stream ends early after %d bytes", path, total)
+    return total
+
+
+def _writable_array(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8)
+    if array.dtype == np.float16:
+        return array.astype(np.float32)
+    return np.ascontiguousarray(array)
+
+
+def _require_same_grid(labels: Volume, image: Volume, path: Path) -> None:
+    if labels.shape != image.shape:
+        raise GeometryMismatchError(
+            f"{path}: label array shape {labels.shape} (z, y, x) differs from the image's {image.shape}"
+        )
+    if not labels.same_geometry(image, atol=LABEL_GEOMETRY_TOLERANCE_MM):
+        raise GeometryMismatchError(
+            f"{path}: the label grid does not match the image's: spacing {labels.spacing} vs "
+            f"{image.spacing}, origin {labels.origin} vs {image.origin}, direction "
+            f"{labels.direction.round(4).tolist()} vs {image.direction.round(4).tolist()}"
+        )

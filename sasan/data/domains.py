@@ -73,7 +73,9 @@ def load_domain(domain: DomainConfig, data: DataConfig, *, split: str = "train")
     if split != "all":
         train, test = split_subjects(subjects, data.test_fraction, data.split_seed)
         subjects = train if split == "train" else test
-    labels = data.labels if domain.labelled else []
+    # Label files are read whenever they exist: held-out labels score every domain. Training strips
+    # them from a domain marked unlabelled (``training.run_data``), so they never leak into learning.
+    labels = data.labels
     if domain.labelled and subjects and all(s.label is None for s in subjects):
         raise ValueError(
             f"the {domain.modality} domain is marked labelled but none of its {split} subjects has a label file"

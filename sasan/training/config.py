@@ -225,6 +225,10 @@ def _build(cls: type, mapping: Any, prefix: str) -> Any:
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
         raise ConfigError(f"{key}: unknown key (allowed here: {', '.join(sorted(names))})")
+    for f in dataclasses.fields(cls):
+        if f.name not in mapping and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            key = f"{prefix}.{f.name}" if prefix else f.name
+            raise ConfigError(f"{key}: missing (expected {_type_name(hints[f.name])})")
     kwargs = {
         name: _convert(value, hints[name], f"{prefix}.{name}" if prefix else name)
         for name, value in mapping.items()
@@ -241,7 +245,10 @@ def validate(config: RunConfig) -> RunConfig:
         (0.0 < d.test_fraction < 1.0, "data.test_fraction: expected a number between 0 and 1"),
         (len(d.augment.scale_range) == 2 and 0 < d.augment.scale_range[0] <= d.augment.scale_range[1],
          "data.augment.scale_range: expected [low, high] with 0 < low <= high"),
-        (t.steps >= 1, "training.steps: expected a positive integer"),
+        (t.steps >= 0, "training.steps: expected an integer >= 0"),
+        (t.segmenter_steps >= 0 and t.pretrain_attention_steps >= 0,
+         "training.segmenter_steps / pretrain_attention_steps: expected integers >= 0"),
+        (t.steps + t.segmenter_steps >= 1, "training.steps: expected adversarial or segmenter steps to train"),
         (t.batch_size >= 1, "training.batch_size: expected a positive integer"),
         (t.lr > 0, "training.lr: expected a positive number"),
         (len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "training.betas: expected two numbers in [0, 1)"),

@@ -1,0 +1,35 @@
+"""A tiny phantom run configuration shared by the training tests (32x32 slices, narrow networks)."""
+import copy
+
+from sasan.data.phantom import LABELS
+from sasan.training.config import config_from_dict
+
+TINY_RUN = {
+    "name": "test_tiny",
+    "data": {
+        "source": {"modality": "CT", "layout": "phantom", "labelled": False,
+                   "normalization": {"method": "window", "window": [-300.0, 500.0]}},
+        "target": {"modality": "MR", "layout": "phantom", "labelled": True,
+                   "normalization": {"method": "percentile", "percentiles": [0.5, 99.5]}},
+        "image_size": 32, "phantom_subjects": 3, "phantom_size": 32,
+        "labels": [{"name": l.name, "value": l.value, "color": list(l.color)} for l in LABELS],
+    },
+    "model": {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
+              "decoder_widths": [8, 8, 4], "head_width": 4, "spade_hidden": 4,
+              "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
+              "segmenter_width": 4, "segmenter_depth": 2},
+    "training": {"steps": 4, "pretrain_attention_steps": 2, "segmenter_steps": 2, "batch_size": 2,
+                 "lr": 0.0002, "attention_lr": 0.001, "ema_decay": 0.5, "threads": 1, "deterministic": True,
+                 "checkpoint_every": 2, "validate_every": 4, "log_every": 2, "image_every": 4},
+}
+
+
+def tiny_config(**sections):
+    """The tiny run with ``sections`` merged in, e.g. ``training={"steps": 10}``."""
+    mapping = copy.deepcopy(TINY_RUN)
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            mapping.setdefault(section, {}).update(values)
+        else:
+            mapping[section] = values
+    return config_from_dict(mapping)

@@ -1,0 +1,212 @@
+"""The ``sasan`` command: demo, translate, train, export, train-segmenter, evaluate, phantom.
+
+User errors (bad file, bad config, refused overwrite, ...) print one line and exit with status 2; the
+traceback is shown only with ``--debug``. Interrupted runs exit 130.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger("sasan")
+
+USAGE_ERROR = 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training.config import load_config
+    from .training.distributed import DistributedContext
+    from .training.trainer import Trainer, pick_device
+
+    config = load_config(args.config)
+    if args.steps is not None:
+        config.training.steps = args.steps
+    if args.device:
+        config.training.device = args.device
+    run_dir = Path(args.output or config.output)
+    dist = DistributedContext.from_environment(pick_device(config.training.device))
+    try:
+        Trainer(config, run_dir, resume=args.resume, dist=dist).fit()
+    finally:
+        dist.close()
+    if dist.is_main:
+        log.info("run finished: %s (export it with: sasan export %s -o model.safetensors)", run_dir, run_dir)
+    return 0
+
+
+def _train_segmenter(args: argparse.Namespace) -> int:
+    """The detached U-Net alone: a run whose only phase is the segmenter (adversarial steps = 0)."""
+    from .training.config import load_config
+    from .training.segmenter import train_segmenter
+
+    config = load_config(args.config)
+    if args.steps is not None:
+        config.training.segmenter_steps = args.steps
+    run_dir = Path(args.output or f"{config.output}_segmenter")
+    train_segmenter(config, run_dir, resume=args.resume, translator=args.translator)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .training.export import export_run
+
+    path = export_run(Path(args.run_dir), Path(args.output), segmenter_run=args.segmenter_run,
+                      half=args.half, overwrite=args.overwrite)
+    print(path)
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from .data.io import read_volume, write_volume
+    from .inference import translate_volume
+
+    outputs = [Path(args.output)] + ([Path(args.segmentation)] if args.segmentation else [])
+    for path in outputs:  # refuse before hours of work, not after
+        if path.exists() and not args.overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    volume = read_volume(args.input)
+    result = translate_volume(volume, args.model, args.to, source=args.source, device=args.device,
+                              segment=bool(args.segmentation), attention=bool(args.attention),
+                              batch_size=args.batch_size, threads=args.threads,
+                              progress=_progress_printer() if not args.quiet else None)
+    write_volume(result.translated, args.output, overwrite=args.overwrite)
+    if args.segmentation and result.segmentation is not None:
+        write_volume(result.segmentation, args.segmentation, overwrite=args.overwrite)
+    if args.attention and result.attention:
+        folder = Path(args.attention)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, maps in enumerate(result.attention, start=1):
+            write_volume(maps, folder / f"attention_{index:02d}.nii.gz", overwrite=args.overwrite)
+    log.info("translated %s -> %s in %.1f s on %s", args.input, args.output, result.seconds, result.device)
+    return 0
+
+
+def _progress_printer():
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, unit="%", desc="translating")
+
+    def report(fraction: float, message: str = "") -> None:
+        bar.n = round(100 * fraction)
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+        if fraction >= 1:
+            bar.close()
+
+    return report
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .protocol import evaluate_command
+
+    return evaluate_command(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.output), quick=args.quick, overwrite=args.overwrite)
+
+
+def _phantom(args: argparse.Namespace) -> int:
+    from .data.phantom import write_phantom
+
+    print(write_phantom(Path(args.output), args.subjects, args.seed, args.size))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sasan", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="the whole protocol on the embedded phantom, with a results table")
+    demo.add_argument("--quick", action="store_true", help="small and short (under 5 minutes on 2 CPU cores)")
+    demo.add_argument("--output", default="demo_output", help="output folder (default: demo_output)")
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing output folder's results")
+    demo.set_defaults(handler=_demo)
+
+    translate = commands.add_parser("translate", help="translate (and segment) one volume")
+    translate.add_argument("input", help="NIfTI, NRRD, MHA file or DICOM folder")
+    translate.add_argument("--model", required=True, help="model file (.safetensors)")
+    translate.add_argument("--to", required=True, help="target modality, e.g. MR or CT")
+    translate.add_argument("--source", help="source modality (default: the model's other modality)")
+    translate.add_argument("-o", "--output", required=True, help="translated volume to write")
+    translate.add_argument("--segmentation", help="also write the segmentation (label map) here")
+    translate.add_argument("--attention", help="also write the attention maps into this folder")
+    translate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    translate.add_argument("--batch-size", type=int, help="slices per batch (default: from free memory)")
+    translate.add_argument("--threads", type=int, help="CPU threads (default: the free cores)")
+    translate.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    translate.add_argument("--quiet", action="store_true", help="no progress bar")
+    translate.set_defaults(handler=_translate)
+
+    train = commands.add_parser("train", help="train SASAN from a YAML configuration")
+    train.add_argument("config")
+    train.add_argument("--output", help="run folder (default: the config's output)")
+    train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    train.add_argument("--steps", type=int, help="override training.steps")
+    train.add_argument("--device", help="override training.device")
+    train.set_defaults(handler=_train)
+
+    segmenter = commands.add_parser("train-segmenter", help="train the detached U-Net on the target modality")
+    segmenter.add_argument("config")
+    segmenter.add_argument("--output", help="run folder (default: <config output>_segmenter)")
+    segmenter.add_argument("--resume", action="store_true")
+    segmenter.add_argument("--steps", type=int, help="override training.segmenter_steps")
+    segmenter.add_argument("--translator", help="model file whose translations of the source modality are "
+                                                "added to the training images (the paper's 'w/ aug.')")
+    segmenter.set_defaults(handler=_train_segmenter)
+
+    export = commands.add_parser("export", help="write a run's networks and model card as a model file")
+    export.add_argument("run_dir")
+    export.add_argument("-o", "--output", required=True)
+    export.add_argument("--segmenter-run", help="take the target U-Net from this run folder")
+    export.add_argument("--half", action="store_true", help="store fp16 tensors (half the size)")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(handler=_export)
+
+    evaluate = commands.add_parser("evaluate", help="score a model on held-out volumes (Dice, ASSD; image metrics)")
+    evaluate.add_argument("config", help="the run configuration naming the data")
+    evaluate.add_argument("--model", required=True, help="model file")
+    evaluate.add_argument("--output", default="evaluation", help="folder for tables, CSV and figures")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--overwrite", action="store_true")
+    evaluate.set_defaults(handler=_evaluate)
+
+    phantom = commands.add_parser("phantom", help="write the synthetic cardiac CT/MR phantom")
+    phantom.add_argument("output")
+    phantom.add_argument("--subjects", type=int, default=10, help="subjects per modality")
+    phantom.add_argument("--seed", type=int, default=0)
+    phantom.add_argument("--size", type=int, default=96, help="in-plane grid size")
+    phantom.set_defaults(handler=_phantom)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean 'the input is wrong', reported in one line without a traceback."""
+    return (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+            NotADirectoryError, RuntimeError, OSError)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except _user_errors() as error:
+        if args.debug:
+            raise
+        log.error("%s", error)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""One training step's objectives: the translator's weighted loss and the discriminators' loss.
+
+Pure functions of the networks and a batch, so every term can be tested and logged by name. Inputs are
+batches ``{"image": (B, C, H, W) in [-1, 1], "label": (B, H, W) long, -1 = no label}`` per domain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .. import losses
+from .config import RunConfig
+from .networks import SASANNetworks
+
+PSEUDO_LABEL_CONFIDENCE = 0.7
+
+
+@dataclass
+class Outputs:
+    """What the translator produced in a step (reused by the discriminator step and the image logs)."""
+
+    fakes: dict[str, torch.Tensor] = field(default_factory=dict)            # modality -> translated into it
+    reconstructions: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> cycled back
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)             # modality -> maps on its real images
+    predictions: list[torch.Tensor] = field(default_factory=list)           # seg logits without ground truth
+    segmentations: dict[str, torch.Tensor] = field(default_factory=dict)    # modality -> logits on real images
+
+
+def _labels(batch: dict) -> Optional[torch.Tensor]:
+    label = batch.get("label")
+    if label is None or not bool((label >= 0).any()):
+        return None
+    return label
+
+
+def translator_objective(nets: SASANNetworks, batches: dict[str, dict], config: RunConfig,
+                         autocast: Optional[torch.dtype] = None) -> tuple[torch.Tensor, dict[str, float], Outputs]:
+    """Weighted sum of every generator-side loss of § 3.2; returns (total, terms, outputs)."""
+    w, setup = config.losses, config.training.setup
+    a, b = nets.modalities
+    device_type = batches[a]["image"].device.type
+    out = Outputs()
+    with torch.autocast(device_type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        x = {m: batches[m]["image"] for m in (a, b)}
+        other = {a: b, b: a}
+        seg_real, seg_fake = {}, {}
+        for m in (a, b):
+            fake, maps, logits = nets.translate(x[m], m, other[m])
+            out.fakes[other[m]] = fake
+            if maps is not None:
+                out.maps[m], seg_real[m] = maps, logits
+        cycled_maps = {}
+        for m in (a, b):  # x[m] -> other -> back to m
+            rec, maps, logits = nets.translate(out.fakes[other[m]], other[m], m)
+            out.reconstructions[m] = rec
+            if maps is not None:
+                cycled_maps[m], seg_fake[other[m]] = maps, logits   # segmentation of images translated into other[m]
+        identity = {}
+        if w.identity > 0:
+            for m in (a, b):
+                identity[m] = nets.translate(x[m], other[m], m)[0]
+
+        f = lambda t: t.float()  # noqa: E731 - every loss is computed in fp32, whatever the autocast
+        terms: dict[str, torch.Tensor] = {}
+        terms["adversarial"] = sum(losses.lsgan_generator_loss(f(nets.image_discriminators[m](out.fakes[m])))
+                                   for m in (a, b))
+        terms["cycle"] = sum(losses.cycle_consistency_loss(f(out.reconstructions[m]), x[m]) for m in (a, b))
+        if identity:
+            terms["identity"] = sum(losses.identity_loss(f(identity[m]), x[m]) for m in (a, b))
+        if setup == "paired":
+            terms["voxel"] = sum(losses.voxel_loss(f(out.fakes[m]), x[m]) for m in (a, b))
+        if out.maps and config.losses.use_regularization:
+            terms["regularization"] = sum(losses.attention_orthogonality_loss(f(m)) for m in
+                                          list(out.maps.values()) + list(cycled_maps.values()))
+        if out.maps:
+            truth = {m: _labels(batches[m]) for m in (a, b)}
+            # Where a domain has no labels, the segmentation of its images translated into the other
+            # (labelled) domain serves as pseudo labels.
+            targets = {m: truth[m] if truth[m] is not None
+                       else losses.pseudo_labels(f(seg_fake[other[m]]), PSEUDO_LABEL_CONFIDENCE) for m in (a, b)}
+            out.segmentations = {m: seg_real[m] for m in (a, b)}
+            if config.losses.use_auxiliary:
+                aux = [losses.segmentation_loss(f(seg_real[m]), targets[m]) for m in (a, b)]
+                aux += [losses.segmentation_loss(f(seg_fake[other[m]]), truth[m]) for m in (a, b) if truth[m] is not None]
+                terms["auxiliary"] = sum(aux)
+            unlabelled = [m for m in (a, b) if truth[m] is None] or [a, b]
+            out.predictions = [seg_real[m] for m in unlabelled] + [seg_fake[other[m]] for m in unlabelled]
+            if nets.segmentation_discriminator is not None:
+                terms["segmentation_adversarial"] = sum(
+                    losses.lsgan_generator_loss(f(nets.segmentation_discriminator(torch.softmax(f(p), 1))))
+                    for p in out.predictions) / len(out.predictions)
+    weights = {"adversarial": w.adversarial, "cycle": w.cycle, "identity": w.identity, "voxel": w.voxel,
+               "regularization": w.regularization, "auxiliary": w.auxiliary,
+               "segmentation_adversarial": w.segmentation_adversarial}
+    total = sum(weights[name] * value for name, value in terms.items())
+    return total, {name: float(value.detach()) for name, value in terms.items()}, out
+
+
+def real_segmentation(batches: dict[str, dict], num_classes: int) -> Optional[torch.Tensor]:
+    """One-hot ground truth (B, classes, H, W) of the labelled domain(s): the segmentation GAN's 'real'."""
+    found = [batch["label"] for batch in batches.values() if _labels(batch) is not None]
+    if not found:
+        return None
+    labels = torch.cat(found).clamp(min=0)
+    return F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float()
+
+
+def discriminator_objective(nets: SASANNetworks, batches: dict[str, dict], out: Outputs,
+                            config: RunConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """LSGAN losses of the image discriminators and of the segmentation discriminator (real term x2)."""
+    terms = {}
+    for m, disc in nets.image_discriminators.items():
+        terms[f"D_{m}"] = losses.lsgan_discriminator_loss(
+            disc(batches[m]["image"]).float(), disc(out.fakes[m].detach().float()).float())
+    real = real_segmentation(batches, config.num_classes)
+    if nets.segmentation_discriminator is not None and real is not None and out.predictions:
+        fake = torch.cat([torch.softmax(p.detach().float(), 1) for p in out.predictions])
+        terms["D_segmentation"] = losses.lsgan_discriminator_loss(
+            nets.segmentation_discriminator(real).float(), nets.segmentation_discriminator(fake).float(),
+            real_weight=2.0)
+    total = sum(terms.values())
+    return total, {name: float(value.detach()) for name, value in terms.items()}
+
+
+def attention_pretraining_objective(nets: SASANNetworks, batches: dict[str, dict],
+                                    config: RunConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """Supervised warm-up of the labelled domains' attention modules: CE + Dice + orthogonality."""
+    terms = {}
+    for m, batch in batches.items():
+        label = _labels(batch)
+        if label is None or m not in nets.attention:
+            continue
+        maps, logits = nets.attention[m](batch["image"])
+        terms[f"pretrain_{m}"] = (losses.segmentation_loss(logits.float(), label)
+                                  + config.losses.regularization * losses.attention_orthogonality_loss(maps.float()))
+    if not terms:
+        raise ValueError("attention pre-training needs a labelled domain with attention (model.attention: true)")
+    total = sum(terms.values())
+    return total, {name: float(value.detach()) for name, value in terms.items()}

@@ -1,0 +1,80 @@
+"""The data of one run: per-domain slice datasets, held-out volumes and dataset-level intensity maps.
+
+Batches are drawn *statelessly*: the slice indices of step ``s`` on rank ``r`` come from a generator
+seeded with (seed, s, r, domain), and augmentation is seeded by (seed, s, item). The data order after a
+resume is therefore exactly the one an uninterrupted run would have seen, with nothing to save.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.domains import PreparedVolume, build_slice_dataset, load_domain
+from ..data.preprocess import average_intensity_map
+from ..data.slices import SliceDataset
+from .config import RunConfig
+
+log = logging.getLogger(__name__)
+
+INTENSITY_FILE = "intensity.json"
+
+
+@dataclass
+class RunData:
+    train: dict[str, SliceDataset]               # modality -> training slices
+    test: dict[str, list[PreparedVolume]]        # modality -> held-out volumes (labels kept for scoring)
+    intensity: dict[str, dict]                   # modality -> {"config": ..., "reference": ...}
+
+
+def prepare_run_data(config: RunConfig) -> RunData:
+    """Load both domains, split by subject, and build augmented 2.5D slice datasets."""
+    train, test, intensity = {}, {}, {}
+    for domain in (config.data.source, config.data.target):
+        volumes = load_domain(domain, config.data, split="train")
+        if not volumes:
+            raise ValueError(f"no training volumes found for {domain.modality} ({domain.layout} layout)")
+        if not domain.labelled:  # the labels of an unlabelled domain stay unseen by training
+            volumes = [PreparedVolume(v.subject, v.volume, v.axis, v.stack, None, v.intensity) for v in volumes]
+        train[domain.modality] = build_slice_dataset(volumes, config.data, augment=True, seed=config.training.seed)
+        test[domain.modality] = load_domain(domain, config.data, split="test")
+        intensity[domain.modality] = {
+            "config": {"method": domain.normalization.method, "percentiles": domain.normalization.percentiles,
+                       "window": domain.normalization.window},
+            "reference": average_intensity_map([v.intensity for v in volumes]).to_dict(),
+        }
+        log.info("%s: %d training volumes (%d slices), %d held out", domain.modality, len(volumes),
+                 len(train[domain.modality]), len(test[domain.modality]))
+    if config.training.setup == "paired":
+        sizes = {m: len(d) for m, d in train.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"the paired set-up needs co-registered pairs with equal slice counts; got {sizes}")
+    return RunData(train, test, intensity)
+
+
+def write_intensity(run_dir: Path, intensity: dict) -> None:
+    (Path(run_dir) / INTENSITY_FILE).write_text(json.dumps(intensity, indent=2))
+
+
+def read_intensity(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / INTENSITY_FILE).read_text())
+
+
+def draw_batch(dataset: SliceDataset, batch_size: int, step: int, seed: int, salt: int,
+               rank: int = 0, world_size: int = 1, indices: torch.Tensor | None = None) -> dict:
+    """The batch of ``step``: items drawn from this rank's shard (every ``world_size``-th slice).
+
+    ``indices`` reuses another domain's draw (paired data: same slices on both sides).
+    """
+    if indices is None:
+        generator = torch.Generator().manual_seed(hash((seed, step, rank, salt)) % (2 ** 63))
+        shard = torch.arange(rank, len(dataset), world_size)
+        indices = shard[torch.randint(len(shard), (batch_size,), generator=generator)]
+    dataset.set_epoch(step)
+    items = [dataset[int(i)] for i in indices]
+    batch = {key: torch.stack([item[key] for item in items]) for key in ("image", "label")}
+    batch["indices"] = indices
+    return batch

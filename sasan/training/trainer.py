@@ -1,0 +1,233 @@
+"""The training loop: attention pre-training, adversarial SASAN training, then the detached U-Net.
+
+One global step counter runs through three phases, ``[0, P)`` supervised attention warm-up, ``[P, P+S)``
+alternating translator / discriminator updates, ``[P+S, P+S+U)`` the segmenter; a checkpoint holds
+everything needed to continue at the same step with the same result (weights, optimisers, schedules,
+EMA, RNG states; the data order is a function of the step, see ``run_data``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .. import losses
+from .checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from .config import RunConfig, resolved_yaml
+from .distributed import DistributedContext
+from .feedback import Feedback
+from .networks import ExponentialAverage, SASANNetworks, make_optimisers, make_schedulers
+from .objectives import PSEUDO_LABEL_CONFIDENCE, attention_pretraining_objective, discriminator_objective, translator_objective
+from .run_data import RunData, draw_batch, prepare_run_data, write_intensity
+from .validation import validate
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"training.device is {name!r} but no CUDA GPU is available")
+    return torch.device(name)
+
+
+class Trainer:
+    """Train a SASAN run described by ``config`` into ``run_dir`` (checkpoints, logs, resolved config)."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, resume: bool = False,
+                 dist: Optional[DistributedContext] = None, data: Optional[RunData] = None,
+                 translator: Optional[dict[str, torch.nn.Module]] = None) -> None:
+        self.config, self.run_dir = config, Path(run_dir)
+        t = config.training
+        self.dist = dist or DistributedContext.single(pick_device(t.device))
+        self.device = self.dist.device
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        if t.deterministic:
+            torch.use_deterministic_algorithms(True)
+        torch.manual_seed(t.seed)
+        self.phases = (t.pretrain_attention_steps, t.steps, t.segmenter_steps)
+        self.total_steps = sum(self.phases)
+        existing = latest_checkpoint(self.run_dir)
+        if existing is not None and not resume:
+            raise FileExistsError(f"{self.run_dir} already holds checkpoints; pass --resume to continue "
+                                  "or choose another --output")
+        self.data = data or prepare_run_data(config)
+        self.nets = SASANNetworks(config).to(self.device)
+        self.optimisers = make_optimisers(self.nets, config)
+        self.schedulers = make_schedulers(self.optimisers, config)
+        self.pretrain_optimiser = (torch.optim.Adam(
+            [p for a in self.nets.attention.values() for p in a.parameters()],
+            lr=t.attention_lr or t.lr, betas=tuple(t.betas)) if self.phases[0] else None)
+        self.segmenter_optimiser = (torch.optim.Adam(self.nets.segmenter.parameters(), lr=t.segmenter_lr)
+                                    if self.nets.segmenter is not None else None)
+        self.ema = ExponentialAverage(self._translator(), t.ema_decay) if t.ema_decay else None
+        self.precision = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+        # Networks that translate the source for the segmenter's "w/ aug." images: another model's, or ours.
+        self.external_translator = translator
+        self.step = 0
+        if existing is not None:
+            self._restore(load_checkpoint(existing))
+            log.info("resuming %s at step %d", self.run_dir, self.step)
+        self.wrapped = self.dist.wrap(self.nets)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / CONFIG_FILE).write_text(resolved_yaml(config))
+            write_intensity(self.run_dir, self.data.intensity)
+
+    def _translator(self) -> dict[str, torch.nn.Module]:
+        named = {f"attention.{m}": a for m, a in self.nets.attention.items()}
+        named.update({f"generator.{d}": g for d, g in self.nets.generators.items()})
+        return named
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict:
+        state = {"step": self.step, "networks": self.nets.state_dict(), "rng": capture_rng(),
+                 "optimisers": {n: o.state_dict() for n, o in self.optimisers.items()},
+                 "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+                 "scaler": self.scaler.state_dict()}
+        if self.pretrain_optimiser is not None:
+            state["pretrain_optimiser"] = self.pretrain_optimiser.state_dict()
+        if self.segmenter_optimiser is not None:
+            state["segmenter_optimiser"] = self.segmenter_optimiser.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def _restore(self, state: dict) -> None:
+        self.nets.load_state_dict(state["networks"])
+        for name, optimiser in self.optimisers.items():
+            optimiser.load_state_dict(state["optimisers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.pretrain_optimiser is not None:
+            self.pretrain_optimiser.load_state_dict(state["pretrain_optimiser"])
+        if self.segmenter_optimiser is not None:
+            self.segmenter_optimiser.load_state_dict(state["segmenter_optimiser"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        restore_rng(state["rng"])
+        self.step = int(state["step"])
+
+    def save(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, self.step, self.state())
+
+    def exported_networks(self) -> dict[str, torch.nn.Module]:
+        """The networks to export: the EMA translator when averaging is on, else the live weights."""
+        named = self.nets.exported()
+        if self.ema is not None:
+            named.update(self.ema.shadow)
+        return named
+
+    # --- steps -----------------------------------------------------------------------------------
+    def _batches(self, salt_offset: int = 0) -> dict[str, dict]:
+        t = self.config.training
+        batches, first = {}, None
+        for salt, (modality, dataset) in enumerate(self.data.train.items()):
+            reuse = first if t.setup == "paired" else None
+            batch = draw_batch(dataset, t.batch_size, self.step, t.seed, salt + salt_offset,
+                               self.dist.rank, self.dist.world_size, indices=reuse)
+            first = batch["indices"]
+            batches[modality] = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        return batches
+
+    def _freeze_pretrained(self) -> None:
+        t = self.config.training
+        if not (self.phases[0] and t.freeze_pretrained_attention):
+            return
+        labelled = {self.config.data.source.modality: self.config.data.source.labelled,
+                    self.config.data.target.modality: self.config.data.target.labelled}
+        for modality, module in self.nets.attention.items():
+            if labelled[modality]:
+                module.requires_grad_(False)
+
+    def _backward_step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
+        optimiser.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.dist.average_gradients(optimiser)
+        self.scaler.step(optimiser)
+        self.scaler.update()
+
+    def train_step(self) -> dict[str, float]:
+        """One step of whichever phase ``self.step`` is in; returns the logged loss terms."""
+        pretrain, adversarial, _ = self.phases
+        nets = self.wrapped
+        if self.step < pretrain:
+            loss, terms = attention_pretraining_objective(nets, self._batches(), self.config)
+            self._backward_step(loss, self.pretrain_optimiser)
+            return terms
+        if self.step < pretrain + adversarial:
+            self._freeze_pretrained()
+            batches = self._batches()
+            for disc in nets.discriminators():
+                disc.requires_grad_(False)
+            loss, terms, outputs = translator_objective(nets, batches, self.config, self.precision)
+            self._backward_step(loss, self.optimisers["translator"])
+            for disc in nets.discriminators():
+                disc.requires_grad_(True)
+            d_loss, d_terms = discriminator_objective(nets, batches, outputs, self.config)
+            self._backward_step(d_loss, self.optimisers["discriminator"])
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self._translator())
+            self._last_outputs = (batches, outputs)
+            return {**terms, **d_terms, "translator": float(loss.detach())}
+        return self._segmenter_step()
+
+    def _segmenter_step(self) -> dict[str, float]:
+        """The detached U-Net on the target modality's labelled slices (+ translated source if asked)."""
+        target = self.config.data.target.modality
+        source = self.config.data.source.modality
+        batches = self._batches(salt_offset=100)
+        images, labels = [batches[target]["image"]], [batches[target]["label"]]
+        if self.config.training.segmenter_with_translations:
+            translator = self.external_translator or (self.ema.shadow if self.ema is not None
+                                                      else self._translator())
+            with torch.no_grad():
+                x = batches[source]["image"]
+                maps, _ = translator[f"attention.{source}"](x) if f"attention.{source}" in translator else (None, None)
+                fake = translator[f"generator.{source}_to_{target}"](x, maps)
+                source_labels = batches[source]["label"]
+                target_attention = translator.get(f"attention.{target}")
+                if not bool((source_labels >= 0).any()) and target_attention is not None:
+                    source_labels = losses.pseudo_labels(target_attention(fake)[1], PSEUDO_LABEL_CONFIDENCE)
+            images.append(fake)
+            labels.append(source_labels)
+        loss = losses.segmentation_loss(self.wrapped.segmenter(torch.cat(images)).float(), torch.cat(labels))
+        self._backward_step(loss, self.segmenter_optimiser)
+        return {"segmenter": float(loss.detach())}
+
+    # --- loop ------------------------------------------------------------------------------------
+    def fit(self) -> Path:
+        """Train to the last step; returns the run folder."""
+        t = self.config.training
+        feedback = Feedback(self.run_dir, self.total_steps, self.step, enabled=self.dist.is_main)
+        self.nets.train()
+        started = time.monotonic()
+        try:
+            while self.step < self.total_steps:
+                terms = self.train_step()
+                self.step += 1
+                feedback.step(self.step, terms)
+                if self.step % t.image_every == 0 and hasattr(self, "_last_outputs"):
+                    feedback.images(self.step, *self._last_outputs)
+                if self.step % t.validate_every == 0 or self.step == self.total_steps:
+                    feedback.scalars(self.step, validate(self, limit_slices=32))
+                if self.step % t.checkpoint_every == 0 or self.step == self.total_steps:
+                    self.save()
+                    self.dist.barrier()
+        finally:
+            feedback.close()
+        log.info("trained %d steps in %.0f s; run folder %s", self.total_steps, time.monotonic() - started,
+                 self.run_dir)
+        return self.run_dir

@@ -1,0 +1,64 @@
+"""The periodic validation pass: translate held-out source slices and score their segmentation."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.geometry import fit_to_square
+from ..data.slices import context_stack
+
+
+def held_out_slices(volumes, size: int, context: int, limit: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Up to ``limit`` labelled 2.5D slices (evenly spread over the foreground) of held-out volumes."""
+    images, labels = [], []
+    for volume in volumes:
+        if volume.labels is None:
+            continue
+        foreground = np.flatnonzero(volume.labels.reshape(len(volume.labels), -1).any(1))
+        for index in foreground[:: max(1, len(foreground) // 4)]:
+            images.append(fit_to_square(context_stack(volume.stack, int(index), context), size, "bilinear"))
+            labels.append(fit_to_square(volume.labels[index: index + 1], size, "nearest")[0])
+    if not images:
+        return None
+    step = max(1, len(images) // limit)
+    return (torch.from_numpy(np.stack(images[::step][:limit])).float(),
+            torch.from_numpy(np.stack(labels[::step][:limit])).long())
+
+
+def mean_dice(prediction: torch.Tensor, truth: torch.Tensor, num_classes: int) -> float:
+    scores = []
+    for cls in range(1, num_classes):
+        p, t = prediction == cls, truth == cls
+        if t.any():
+            scores.append(2 * (p & t).sum().item() / (p.sum().item() + t.sum().item()))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+@torch.no_grad()
+def validate(trainer, limit_slices: int = 32) -> dict[str, float]:
+    """Dice on translated held-out source slices, by the target attention head and by the segmenter."""
+    config = trainer.config
+    source, target = config.data.source.modality, config.data.target.modality
+    found = held_out_slices(trainer.data.test.get(source, []), config.data.image_size, config.data.context,
+                            limit_slices)
+    if found is None:
+        return {}
+    images, truth = (t.to(trainer.device) for t in found)
+    translator = trainer.ema.shadow if trainer.ema is not None else trainer._translator()
+    was_training = trainer.nets.training
+    trainer.nets.eval()
+    try:
+        attention = translator.get(f"attention.{source}")
+        maps = attention(images)[0] if attention is not None else None
+        fake = translator[f"generator.{source}_to_{target}"](images, maps)
+        scores = {}
+        target_attention = translator.get(f"attention.{target}")
+        if target_attention is not None:
+            scores["val/dice_attention_head"] = mean_dice(target_attention(fake)[1].argmax(1), truth,
+                                                          config.num_classes)
+        if trainer.nets.segmenter is not None and trainer.step > sum(trainer.phases[:2]):
+            scores["val/dice_segmenter"] = mean_dice(trainer.nets.segmenter(fake).argmax(1), truth,
+                                                     config.num_classes)
+    finally:
+        trainer.nets.train(was_training)
+    return {k: v for k, v in scores.items() if not np.isnan(v)}

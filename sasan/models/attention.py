@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .blocks import DoubleConv
+from .blocks import DoubleConv, run_unet
 
 
 class AttentionModule(nn.Module):
@@ -37,16 +36,6 @@ class AttentionModule(nn.Module):
         self.segmentation_head = nn.Conv2d(num_maps, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        skips = []
-        for level, block in enumerate(self.down):
-            if level:
-                x = F.max_pool2d(x, 2)
-            x = block(x)
-            skips.append(x)
-        skips.pop()
-        for block in self.up:
-            skip = skips.pop()
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat([skip, x], dim=1))
+        x = run_unet(x, self.down, self.up)
         maps = torch.softmax(self.to_maps(x), dim=1)
         return maps, self.segmentation_head(maps) * self.head_scale

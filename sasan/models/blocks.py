@@ -1,6 +1,10 @@
 """Small convolutional building blocks shared by the networks."""
 from __future__ import annotations
 
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -34,3 +38,21 @@ class DoubleConv(nn.Sequential):
             make_norm(out_channels),
             nn.ReLU(inplace=True),
         )
+
+
+def run_unet(x: torch.Tensor, encoder: Sequence[nn.Module], decoder: Sequence[nn.Module]) -> torch.Tensor:
+    """The U-Net data flow shared by the attention module and the segmenter.
+
+    ``encoder[0]`` runs at full resolution, each next block after a 2x max-pool; each ``decoder`` block takes
+    the concatenation [skip, bilinearly upsampled features] from the matching encoder level, deepest first.
+    """
+    skips = []
+    for level, block in enumerate(encoder):
+        x = block(F.max_pool2d(x, 2) if level else x)
+        skips.append(x)
+    skips.pop()
+    for block in decoder:
+        skip = skips.pop()
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        x = block(torch.cat([skip, x], dim=1))
+    return x

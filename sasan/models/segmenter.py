@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .blocks import DoubleConv
+from .blocks import DoubleConv, run_unet
 
 
 class UNet(nn.Module):
@@ -30,14 +29,5 @@ class UNet(nn.Module):
         self.classify = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        skips = [x]
-        for block in self.down:
-            x = block(F.max_pool2d(x, 2))
-            skips.append(x)
-        skips.pop()
-        for block in self.up:
-            skip = skips.pop()
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat([skip, x], dim=1))
+        x = run_unet(x, [self.stem, *self.down], self.up)
         return self.classify(x)

@@ -90,6 +90,7 @@ def fake_phantom_module(calls: list, fail: bool = False) -> types.ModuleType:
 
     module = types.ModuleType("sasan.data.phantom")
     module.write_phantom = write_phantom
+    module.PHANTOM_VERSION = 7
     return module
 
 
@@ -101,8 +102,8 @@ def test_phantom_is_generated_once_into_the_cache(tmp_path, monkeypatch):
     first = load_domain(DomainConfig(modality="ct", layout="phantom"), data, split="all")
     second = load_domain(DomainConfig(modality="MR", layout="phantom", labelled=False), data, split="all")
     assert len(calls) == 1 and calls[0][1:] == (1, 3, 32)
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["phantom-1-3-32"]
-    assert first[0].subject.image == tmp_path / "cache/phantom-1-3-32/CT/images/ct_000.nii.gz"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["phantom-v7-1-3-32"]
+    assert first[0].subject.image == tmp_path / "cache/phantom-v7-1-3-32/CT/images/ct_000.nii.gz"
     # Held-out labels are read for every domain; training (run_data) hides them from unlabelled ones.
     assert first[0].labels is not None and second[0].labels is not None
 

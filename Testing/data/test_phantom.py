@@ -133,8 +133,8 @@ def test_some_stacks_are_oblique_and_some_are_not(small_subjects, modality):
     oblique = [not np.allclose(small_subjects[modality, seed].image.direction, np.eye(3)) for seed in SEEDS]
     assert any(oblique) and not all(oblique)
     for seed in SEEDS:
-        tilt = np.degrees(np.arccos(np.clip((np.trace(small_subjects[modality, seed].image.direction) - 1) / 2,
-                                            -1, 1)))
+        trace = np.trace(small_subjects[modality, seed].image.direction)
+        tilt = np.degrees(np.arccos(np.clip((trace - 1) / 2, -1, 1)))  # rotation angle of the stack
         assert tilt < 16.0  # a small oblique rotation, not a reorientation
 
 

@@ -110,10 +110,12 @@ def _modality_folder(root: Path, modality: str) -> Path:
 
 def _phantom_root(data: DataConfig) -> Path:
     """The cached phantom dataset, generated on first use (into a temporary folder, then renamed)."""
-    from sasan.data.phantom import write_phantom  # only phantom runs need the generator
+    from sasan.data.phantom import PHANTOM_VERSION, write_phantom  # only phantom runs need the generator
 
     cache = Path(os.environ.get("SASAN_CACHE", "~/.cache/sasan")).expanduser()
-    final = cache / f"phantom-{data.phantom_subjects}-{data.phantom_seed}-{data.phantom_size}"
+    # The generator's version is part of the name, so a changed phantom never reuses a stale cache.
+    final = cache / (f"phantom-v{PHANTOM_VERSION}-{data.phantom_subjects}-{data.phantom_seed}"
+                     f"-{data.phantom_size}")
     if final.is_dir():
         return final
     cache.mkdir(parents=True, exist_ok=True)

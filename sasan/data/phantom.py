@@ -48,6 +48,8 @@ LABELS: list[LabelSpec] = [
     LabelSpec("ascending aorta", AORTA_LABEL, [0.95, 0.85, 0.25]),
 ]
 
+# Bump whenever the same (seed, modality, size) renders differently, so caches keyed on it refresh.
+PHANTOM_VERSION = 1
 MODALITIES = ("CT", "MR")
 MIN_SIZE = 16  # below this the heart is only a few voxels across
 
@@ -71,8 +73,8 @@ def simulate_subject(seed: int, modality: str, size: int = 96) -> PhantomSubject
     The anatomy depends on ``seed`` only, so CT and MR of the same seed show the same chest (on
     different grids). Grid and appearance depend on seed and modality. The field of view stays that
     of a chest (300-500 mm in-plane, 150-200 mm along z) whatever ``size``, so the spacing follows
-    the size: at 96, CT is about 3.5-4.3 mm in-plane x 2-2.6 mm slices and MR about 3.8-4.9 x 2.8-3.7 mm;
-    at 512, CT in-plane spacing is 0.6-0.8 mm. About half the stacks are slightly oblique.
+    the size: at 96, CT is about 3.5-4.5 mm in-plane x 2-2.6 mm slices and MR about 3.7-4.8 x 2.8-3.7 mm;
+    at 512, CT in-plane spacing is 0.65-0.85 mm. About half the stacks are slightly oblique.
     """
     modality = _check_modality(modality)
     _check_seed(seed)
@@ -307,7 +309,8 @@ def _render_mr(rng: np.random.Generator, tissue: np.ndarray, acquisition: _Acqui
 
 
 def _bias_field(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Smooth multiplicative field exp(quadratic polynomial of the normalised voxel position), shape ``shape``."""
+    """Smooth multiplicative field, shape ``shape``: exp of a quadratic polynomial of the voxel
+    position normalised to [-1, 1]."""
     k, j, i = (np.linspace(-1, 1, n, dtype=np.float32) for n in shape)
     k, j, i = k[:, None, None], j[None, :, None], i[None, None, :]
     linear = rng.normal(0, 0.15, 3)

@@ -66,3 +66,20 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert stopped_at < 12
     subprocess.run(command + ["--output", str(killed), "--resume"], check=True, env=env, capture_output=True)
     assert_same(final_weights(tmp_path / "straight"), final_weights(killed))
+
+
+def test_a_folder_with_other_files_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a SASAN run folder"):
+        Trainer(tiny_config(), tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "config.yaml").exists()
+
+
+def test_partial_checkpoint_write_is_discarded_on_resume(tmp_path):
+    Trainer(tiny_config(training={"steps": 2, "pretrain_attention_steps": 0, "segmenter_steps": 0,
+                                  "checkpoint_every": 1}), tmp_path).fit()
+    partial = tmp_path / "checkpoints" / ".step_abc.tmp"
+    partial.write_bytes(b"torn")
+    Trainer(tiny_config(training={"steps": 3, "pretrain_attention_steps": 0, "segmenter_steps": 0,
+                                  "checkpoint_every": 1}), tmp_path, resume=True).fit()
+    assert not partial.exists() and load_checkpoint(latest_checkpoint(tmp_path))["step"] == 3

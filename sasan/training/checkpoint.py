@@ -67,6 +67,15 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
 
 
+def discard_partial_checkpoints(run_dir: Path) -> None:
+    """Delete temporary files left by a process killed while writing a checkpoint."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if folder.is_dir():
+        for partial in folder.glob(".step_*.tmp"):
+            log.info("removing %s, left by an interrupted checkpoint write", partial.name)
+            partial.unlink(missing_ok=True)
+
+
 def latest_checkpoint(run_dir: Path) -> Optional[Path]:
     found = list_checkpoints(run_dir)
     return found[-1] if found else None

@@ -15,18 +15,20 @@ from typing import Optional
 import torch
 
 from .. import losses
-from .checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import (CHECKPOINT_DIR, capture_rng, discard_partial_checkpoints, latest_checkpoint,
+                         load_checkpoint, restore_rng, save_checkpoint)
 from .config import RunConfig, resolved_yaml
 from .distributed import DistributedContext
-from .feedback import Feedback
+from .feedback import TENSORBOARD_DIR, Feedback
 from .networks import ExponentialAverage, SASANNetworks, make_optimisers, make_schedulers
 from .objectives import PSEUDO_LABEL_CONFIDENCE, attention_pretraining_objective, discriminator_objective, translator_objective
-from .run_data import RunData, draw_batch, prepare_run_data, write_intensity
+from .run_data import INTENSITY_FILE, RunData, draw_batch, prepare_run_data, write_intensity
 from .validation import validate
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
+RUN_FILES = {CONFIG_FILE, INTENSITY_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR}
 
 
 def pick_device(name: str) -> torch.device:
@@ -58,6 +60,12 @@ class Trainer:
         if existing is not None and not resume:
             raise FileExistsError(f"{self.run_dir} already holds checkpoints; pass --resume to continue "
                                   "or choose another --output")
+        foreign = sorted(p.name for p in self.run_dir.iterdir() if p.name not in RUN_FILES) \
+            if self.run_dir.is_dir() else []
+        if foreign:
+            raise FileExistsError(f"{self.run_dir} is not a SASAN run folder (it holds {foreign[0]!r}); "
+                                  "choose an empty or new --output")
+        discard_partial_checkpoints(self.run_dir)
         self.data = data or prepare_run_data(config)
         self.nets = SASANNetworks(config).to(self.device)
         self.optimisers = make_optimisers(self.nets, config)

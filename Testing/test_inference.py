@@ -1,0 +1,362 @@
+"""Whole-volume inference: agreement with a slice-by-slice reference, the fast path's accuracy,
+geometry, progress and cancel, bounded memory, GPU fallbacks and clear refusals.
+
+All on a tiny model (32², a few channels) with random weights, except that the segmenter is fitted
+for a few dozen steps to the phantom's regions, so that its labels are as decisive as a trained
+model's (random logits are near-ties everywhere and would make label agreement meaningless).
+"""
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sasan import bundle
+from sasan.bundle import ModelCard, SASANModel
+from sasan.data.geometry import (fit_to_square, from_slice_stack, restore_from_square, restore_from_square_tensor,
+                                 slicing_axis, to_slice_stack)
+from sasan.data.preprocess import IntensityMap, denormalize, fit_intensity_map, normalize
+from sasan.data.slices import context_stack
+from sasan.data.volume import Volume
+from sasan.inference import InferenceError, TranslationCancelled, translate_volume
+from sasan.inference import volume as inference_volume
+from sasan.inference.engine import Engine
+from sasan.inference.fast_modules import InstanceNorm, optimize_for_inference
+from sasan.inference.window import SliceWindow
+from sasan.training.config import NormalizationConfig
+
+TINY = {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8], "decoder_widths": [8, 4, 4],
+        "head_width": 4, "spade_hidden": 4, "segmenter_width": 4, "segmenter_depth": 2}
+CT_NORM = {"config": {"method": "window", "percentiles": [2.0, 98.0], "window": [-200.0, 400.0]},
+           "reference": {"method": "window", "low": -200.0, "high": 400.0, "mean": 0.0, "std": 1.0}}
+MR_NORM = {"config": {"method": "percentile", "percentiles": [1.0, 99.0], "window": [0.0, 1.0]},
+           "reference": {"method": "percentile", "low": 10.0, "high": 900.0, "mean": 300.0, "std": 150.0}}
+LABELS = [{"name": "liver", "value": 1, "color": [1.0, 0.0, 0.0]}, {"name": "spleen", "value": 2, "color": [0.0, 1.0, 0.0]}]
+
+
+def tiny_card(**changes) -> ModelCard:
+    card = ModelCard(name="tiny", modalities=["CT", "MR"], directions=[["CT", "MR"], ["MR", "CT"]],
+                     architecture=dict(TINY), context=3, image_size=32,
+                     normalization={"CT": CT_NORM, "MR": MR_NORM}, labels=LABELS, segmenters=["MR"])
+    return dataclasses.replace(card, **changes)
+
+
+def oblique_phantom() -> tuple[Volume, np.ndarray]:
+    """CT-like volume (z 7, y 13, x 10; anisotropic, oblique, axes permuted so that axial slicing is
+    along the array's last axis) with two regions of their own HU, and its region labels."""
+    k, j, i = np.mgrid[0:7, 0:13, 0:10].astype(np.float32)
+    labels = np.zeros(k.shape, np.uint8)
+    labels[((i - 3.5) / 3.0) ** 2 + ((j - 4.0) / 3.5) ** 2 + ((k - 3.0) / 3.0) ** 2 < 1.0] = 1
+    labels[((i - 6.0) / 2.5) ** 2 + ((j - 9.0) / 3.0) ** 2 + ((k - 3.0) / 2.5) ** 2 < 1.0] = 2
+    hu = np.choose(labels, [-50.0, 150.0, 320.0]).astype(np.float32)
+    hu += np.random.default_rng(1).normal(0.0, 5.0, hu.shape).astype(np.float32)
+    angle = np.deg2rad(12.0)
+    tilt = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    permutation = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]])  # i -> S, j -> L, k -> P
+    volume = Volume(hu, spacing=(2.5, 0.7, 1.3), origin=(-12.0, 40.5, 7.25), direction=tilt @ permutation)
+    return volume, labels
+
+
+def reference_translation(volume: Volume, model: SASANModel, source: str, target: str):
+    """The slow, obvious way: stock fp32 networks, one slice at a time, numpy geometry helpers.
+
+    Returns (translated, labels, maps (K, z, y, x) in 0..1, translated square stack (n, S, S))."""
+    card = model.card
+    axis = slicing_axis(volume, card.slicing_axis)
+    stack = to_slice_stack(volume.array, axis)
+    count, height, width = stack.shape
+    source_map = fit_intensity_map(volume.array, NormalizationConfig(**card.normalization[source]["config"]))
+    target_map = IntensityMap.from_dict(card.normalization[target]["reference"])
+    normalized = normalize(stack, source_map)
+    squares, images, maps_out = [], [], []
+    with torch.no_grad():
+        for index in range(count):
+            x = torch.from_numpy(fit_to_square(context_stack(normalized, index, card.context), card.image_size, "image"))
+            maps, _ = model.attention(source)(x[None])
+            centre = model.generator(source, target)(x[None], maps)[0, card.context // 2].numpy()
+            squares.append(centre)
+            images.append(denormalize(restore_from_square(centre[None], (height, width), "image")[0], target_map))
+            maps_out.append(restore_from_square_tensor(maps, (height, width), "image")[0].numpy())
+        squares = np.stack(squares)
+        labels = []
+        for index in range(count):
+            x = torch.from_numpy(context_stack(squares, index, card.context))[None]
+            logits = restore_from_square_tensor(model.segmenter(target)(x), (height, width), "image")
+            labels.append(logits.argmax(dim=1)[0].numpy().astype(np.uint8))
+    maps_volume = np.stack([from_slice_stack(np.stack(maps_out)[:, k], axis) for k in range(len(maps_out[0]))])
+    return (from_slice_stack(np.stack(images), axis), from_slice_stack(np.stack(labels), axis), maps_volume, squares)
+
+
+def _fit_segmenter(model: SASANModel, volume: Volume, labels: np.ndarray) -> None:
+    """150 Adam steps teaching the MR segmenter the phantom's regions on its translations.
+
+    Training mode also moves the batch norms' running statistics away from (0, 1), so folding them
+    into the convolutions is really exercised."""
+    squares = reference_translation(volume, model, "CT", "MR")[3]
+    axis = slicing_axis(volume, model.card.slicing_axis)
+    targets = torch.from_numpy(fit_to_square(to_slice_stack(labels, axis), model.card.image_size, "label")).long()
+    inputs = torch.stack([torch.from_numpy(context_stack(squares, i, 3)) for i in range(len(squares))])
+    segmenter = model.segmenter("MR")
+    optimizer = torch.optim.Adam(segmenter.parameters(), lr=2e-2)
+    segmenter.train()
+    for _ in range(150):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(segmenter(inputs), targets).backward()
+        optimizer.step()
+    segmenter.eval()
+    for parameter in segmenter.parameters():
+        parameter.requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return oblique_phantom()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(phantom):
+    torch.manual_seed(0)
+    card = tiny_card()
+    networks = bundle.expected_networks(card)
+    for module in networks.values():
+        module.eval()
+    model = SASANModel(card, networks)
+    _fit_segmenter(model, *phantom)
+    return model
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model, phantom):
+    return reference_translation(phantom[0], tiny_model, "CT", "MR")
+
+
+@pytest.fixture(scope="module")
+def fp32_result(tiny_model, phantom):
+    return translate_volume(phantom[0], tiny_model, "MR", device="cpu", precision="fp32", threads=1)
+
+
+def psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    data_range = float(reference.max() - reference.min())
+    return float(10 * np.log10(data_range ** 2 / np.mean((reference.astype(np.float64) - test) ** 2)))
+
+
+def test_the_phantom_slices_along_its_last_array_axis(phantom):
+    assert slicing_axis(phantom[0], "axial") == 2  # so the geometry tests below are not the trivial axis
+
+
+def test_fast_modules_equal_the_stock_networks_in_fp32(tiny_model):
+    x = torch.tanh(torch.randn(2, 3, 32, 32))
+    with torch.no_grad():
+        for name, module in tiny_model.networks.items():
+            fast = optimize_for_inference(copy.deepcopy(module)).to(memory_format=torch.channels_last)
+            for batch in (x[:1], x):  # one image and a batch (image by image on the CPU)
+                if name.startswith("generator"):
+                    maps = torch.softmax(torch.randn(batch.shape[0], 2, 32, 32), dim=1)
+                    expected, got = module(batch, maps), fast(batch.contiguous(memory_format=torch.channels_last), maps)
+                else:
+                    expected, got = module(batch), fast(batch.contiguous(memory_format=torch.channels_last))
+                for e, g in zip(expected if isinstance(expected, tuple) else [expected],
+                                got if isinstance(got, tuple) else [got]):
+                    torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+    segmenter = optimize_for_inference(copy.deepcopy(tiny_model.segmenter("MR")))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in segmenter.modules())
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_both_instance_norm_paths_equal_the_stock_one(affine):
+    stock = torch.nn.InstanceNorm2d(5, affine=affine)
+    if affine:
+        torch.nn.init.uniform_(stock.weight, 0.5, 1.5), torch.nn.init.uniform_(stock.bias, -1.0, 1.0)
+    fast = InstanceNorm.from_module(stock)
+    x = (torch.randn(3, 5, 6, 7) * 3 + 2).contiguous(memory_format=torch.channels_last)
+    expected = stock(x.contiguous())
+    torch.testing.assert_close(fast.whole_batch(x), expected, rtol=1e-5, atol=1e-5)  # the GPU path
+    torch.testing.assert_close(fast(x), expected, rtol=1e-5, atol=1e-5)  # image by image on the CPU
+    assert fast(x).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fp32_volume_matches_the_slice_by_slice_reference(fp32_result, reference):
+    translated, labels, maps, _ = reference
+    np.testing.assert_allclose(fp32_result.translated.array, translated, atol=1e-3, rtol=1e-5)
+    assert np.mean(fp32_result.segmentation.array == labels) >= 0.999
+    got_maps = np.stack([m.array for m in fp32_result.attention]).astype(np.int16)
+    assert np.abs(got_maps - np.round(maps * 255)).max() <= 1
+
+
+def test_the_segmenter_is_decisive_on_the_phantom(fp32_result, phantom):
+    # Guards the agreement test below against a model that labels everything alike.
+    counts = np.bincount(fp32_result.segmentation.array.ravel(), minlength=3)
+    assert np.all(counts > 20)
+    assert np.mean(fp32_result.segmentation.array == phantom[1]) > 0.9
+
+
+def test_bf16_fast_path_agrees_with_fp32(tiny_model, phantom, fp32_result):
+    fast = translate_volume(phantom[0], tiny_model, "MR", device="cpu", precision="bf16", threads=1)
+    assert fast.precision == "bf16"
+    assert psnr(fp32_result.translated.array, fast.translated.array) >= 40.0
+    assert np.mean(fast.segmentation.array == fp32_result.segmentation.array) >= 0.995
+
+
+def test_results_lie_on_the_input_grid(fp32_result, phantom):
+    volume = phantom[0]
+    outputs = [fp32_result.translated, fp32_result.segmentation, *fp32_result.attention]
+    assert len(fp32_result.attention) == TINY["num_maps"]
+    for output in outputs:
+        assert output.same_geometry(volume, atol=0)
+        assert np.array_equal(output.direction, volume.direction) and output.spacing == volume.spacing
+    assert fp32_result.translated.array.dtype == np.float32
+    assert fp32_result.segmentation.array.dtype == np.uint8 and fp32_result.segmentation.array.max() <= 2
+    assert all(m.array.dtype == np.uint8 for m in fp32_result.attention)
+    # The maps are a softmax over K: per voxel they sum to 255 up to rounding.
+    total = sum(m.array.astype(int) for m in fp32_result.attention)
+    assert np.abs(total - 255).max() <= TINY["num_maps"]
+    low, high = MR_NORM["reference"]["low"], MR_NORM["reference"]["high"]
+    assert low - 1e-3 <= fp32_result.translated.array.min() and fp32_result.translated.array.max() <= high + 1e-3
+
+
+def test_batches_and_a_model_file_give_the_same_volume(tiny_model, phantom, fp32_result, tmp_path):
+    path = bundle.save(tmp_path / "tiny.safetensors", tiny_model.card, tiny_model.networks)
+    batched = translate_volume(phantom[0], path, "MR", source="CT", device="cpu", precision="fp32", batch_size=3)
+    assert batched.batch_size == 3
+    np.testing.assert_allclose(batched.translated.array, fp32_result.translated.array, rtol=1e-5, atol=1e-3)
+    assert np.mean(batched.segmentation.array == fp32_result.segmentation.array) >= 0.999
+
+
+def test_the_callers_model_is_left_untouched(tiny_model, phantom):
+    before = {name: copy.deepcopy(module.state_dict()) for name, module in tiny_model.networks.items()}
+    translate_volume(phantom[0], tiny_model, "MR", device="cpu", precision="bf16")
+    for name, module in tiny_model.networks.items():
+        state = module.state_dict()
+        assert all(torch.equal(state[key], value) for key, value in before[name].items())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in tiny_model.segmenter("MR").modules())
+
+
+def test_progress_is_monotonic_and_reaches_one(tiny_model, phantom):
+    calls = []
+    translate_volume(phantom[0], tiny_model, "MR", device="cpu", batch_size=2,
+                     progress=lambda fraction, message: calls.append((fraction, message)))
+    fractions = [fraction for fraction, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and fractions[0] == 0.0
+    assert len(calls) >= 1 + 2 * 5  # a call per batch: 10 slices in batches of 2, translate and segment
+    assert all(isinstance(message, str) and message for _, message in calls)
+
+
+def test_cancel_half_way_raises_and_stops(tiny_model, phantom):
+    seen = []
+    with pytest.raises(TranslationCancelled):
+        translate_volume(phantom[0], tiny_model, "MR", device="cpu",
+                         progress=lambda fraction, message: seen.append(fraction),
+                         cancel=lambda: bool(seen) and seen[-1] >= 0.5)
+    assert 0.5 <= seen[-1] < 0.65  # stopped at the first batch boundary after half way
+
+
+def test_segmenter_window_stays_bounded(tiny_model, monkeypatch):
+    windows = []
+
+    class RecordingWindow(SliceWindow):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            windows.append(self)
+
+    monkeypatch.setattr(inference_volume, "SliceWindow", RecordingWindow)
+    long_volume = Volume(np.random.default_rng(0).normal(100, 80, (40, 9, 11)).astype(np.float32))
+    result = translate_volume(long_volume, tiny_model, "MR", device="cpu", batch_size=2, attention=False)
+    (window,) = windows
+    assert window.peak <= 2 * 2 + 2 * (tiny_model.card.context // 2)
+    assert len(window.slices) <= 2 * (tiny_model.card.context // 2) and result.attention is None
+
+
+def test_window_gives_edge_replicated_context():
+    window = SliceWindow(count=4, context=3)
+    window.add(torch.arange(3.0).view(3, 1, 1).expand(3, 2, 2))
+    assert window.ready_until() == 2
+    with pytest.raises(IndexError):
+        window.stacks(0, 3)
+    window.add(torch.full((1, 2, 2), 3.0))
+    assert window.ready_until() == 4
+    stacks = window.stacks(0, 4)[:, :, 0, 0]
+    assert stacks.tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
+    window.release_before(3)
+    assert sorted(window.slices) == [2, 3]
+
+
+class _OutOfMemoryAbove(Engine):
+    """An engine that runs out of memory for batches larger than ``limit`` slices."""
+
+    limit = 1
+
+    def translate(self, stack):
+        if stack.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super().translate(stack)
+
+
+def test_out_of_memory_halves_the_batch(tiny_model, phantom, fp32_result, monkeypatch):
+    real_build = inference_volume.build_engine
+    monkeypatch.setattr(inference_volume, "build_engine",
+                        lambda *a, **k: _OutOfMemoryAbove(**vars(real_build(*a, **k))))
+    result = translate_volume(phantom[0], tiny_model, "MR", device="cpu", precision="fp32", batch_size=8)
+    assert result.batch_size == 1 and result.device == "cpu"
+    np.testing.assert_allclose(result.translated.array, fp32_result.translated.array, atol=1e-4)
+
+
+def test_out_of_memory_at_batch_one_finishes_on_the_cpu(tiny_model, phantom, monkeypatch):
+    class AlwaysOutOfMemory(_OutOfMemoryAbove):
+        limit = 0
+
+    real_build = inference_volume.build_engine
+
+    def build_on_a_full_device(*args, **kwargs):
+        engine = real_build(*args, **kwargs)
+        # "meta" stands in for a GPU: inputs are prepared there (shapes only) and every batch fails.
+        return AlwaysOutOfMemory(**{**vars(engine), "device": torch.device("meta")})
+
+    monkeypatch.setattr(inference_volume, "build_engine", build_on_a_full_device)
+    result = translate_volume(phantom[0], tiny_model, "MR", device="cpu", precision="fp32", batch_size=2)
+    assert result.device == "cpu" and result.batch_size == 1
+    assert result.notes and "finished on the CPU" in result.notes[0]
+    assert np.isfinite(result.translated.array).all()
+
+
+@pytest.mark.parametrize("request_, message", [
+    (dict(target="PET"), "cannot translate to 'PET'"),
+    (dict(target="MR", source="MR"), "does not translate MR to MR"),
+    (dict(target="CT"), "no segmenter for CT"),
+    (dict(target="MR", precision="fp8"), "unknown precision"),
+    (dict(target="MR", precision="fp16", device="cpu"), "fp16 is for GPUs"),
+    (dict(target="MR", batch_size=0), "batch_size"),
+    (dict(target="MR", threads=0), "threads"),
+    (dict(target="MR", device="tpu"), "device"),
+])
+def test_impossible_requests_are_refused_clearly(tiny_model, phantom, request_, message):
+    with pytest.raises(InferenceError, match=message):
+        translate_volume(phantom[0], tiny_model, **request_)
+
+
+def test_one_way_model_refuses_the_other_direction(tiny_model, phantom):
+    one_way = SASANModel(tiny_card(directions=[["MR", "CT"]]), tiny_model.networks)
+    with pytest.raises(InferenceError, match="does not translate CT to MR: it offers MR -> CT"):
+        translate_volume(phantom[0], one_way, "MR")
+
+
+def test_cuda_without_a_gpu_is_refused(tiny_model, phantom, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InferenceError, match="no GPU available"):
+        translate_volume(phantom[0], tiny_model, "MR", device="cuda")
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.full((3, 8, 8), np.nan, np.float32), "NaN or infinite"),
+    (np.zeros((0, 8, 8), np.float32), "empty"),
+    (np.zeros((3, 8, 8), bool), "not image intensities"),
+])
+def test_unusable_volumes_are_refused(tiny_model, array, message):
+    with pytest.raises(InferenceError, match=message):
+        translate_volume(Volume(array), tiny_model, "MR", segment=False)
+
+
+def test_a_single_slice_volume_translates(tiny_model):
+    volume = Volume(np.linspace(-100, 300, 1 * 6 * 5, dtype=np.float32).reshape(1, 6, 5))
+    result = translate_volume(volume, tiny_model, "MR", device="cpu")
+    assert result.translated.shape == (1, 6, 5) and result.segmentation.shape == (1, 6, 5)

@@ -1,0 +1,121 @@
+"""Where and how fast to run: the device, the number precision, CPU threads and the batch size.
+
+Choices measured on a 2-core AMD EPYC (Zen 4, AVX512-bf16, no AMX) at 256², paper widths:
+bf16 convolutions run at about 200 GFLOP/s against about 80 for fp32, so bf16 is the CPU default
+where the CPU has native bf16 dot products (``avx512_bf16`` or ``amx_bf16``); elsewhere emulated bf16
+is slower than fp32, so fp32. One image per batch is the CPU default (larger batches were not faster
+per slice); on a GPU the batch is sized from free memory. Threads default to the cores not already
+busy: on a shared machine, more threads than free cores run several times slower.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Iterator, Optional
+
+import torch
+
+from .errors import InferenceError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Upper bound on live activation channels per slice at full resolution in any of the networks
+# (U-Net skips + concatenation, SPADE hidden + gamma + beta), with room to spare.
+_ACTIVATION_CHANNELS = 512
+_GPU_MEMORY_SHARE = 0.5
+_MAX_GPU_BATCH = 64
+CPU_BATCH = 1
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InferenceError(f"unknown device {name!r}; use 'auto', 'cpu' or 'cuda'") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InferenceError("no GPU available: PyTorch sees no CUDA device; use device='cpu' or 'auto'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InferenceError(f"no GPU {device.index}: PyTorch sees {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise InferenceError("no Apple GPU available (MPS); use device='cpu'")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise InferenceError(f"unsupported device {name!r}; use 'auto', 'cpu' or 'cuda'")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 dot products in hardware (x86 ``avx512_bf16`` or ``amx_bf16``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass  # not Linux: no reliable check, so stay with fp32
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The compute dtype for ``precision`` on ``device``; "auto" picks the fastest accurate one."""
+    if precision not in PRECISIONS:
+        raise InferenceError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
+        return torch.float32
+    if precision == "fp16" and device.type == "cpu":
+        raise InferenceError("fp16 is for GPUs; on the CPU use precision 'bf16' or 'fp32'")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        log.warning("this CPU has no native bf16 instructions: bf16 is emulated and likely slower than fp32")
+    return _DTYPES[precision]
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in _DTYPES.items() if value == dtype)
+
+
+def free_cpu_cores() -> int:
+    """Cores available to this process minus the current one-minute load of the machine (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
+@contextlib.contextmanager
+def torch_threads(threads: Optional[int]) -> Iterator[int]:
+    """Run the block with ``threads`` intra-op threads (default: the free cores); restore afterwards."""
+    if threads is not None and threads < 1:
+        raise InferenceError(f"threads must be a positive integer; got {threads}")
+    wanted = threads or free_cpu_cores()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(previous)
+
+
+def default_batch_size(device: torch.device, image_size: int, dtype: torch.dtype) -> int:
+    """Slices per batch: ``CPU_BATCH`` on the CPU; on a GPU half of its free memory over a per-slice
+    activation estimate (``_ACTIVATION_CHANNELS`` x size² values), capped at ``_MAX_GPU_BATCH``."""
+    if device.type != "cuda":
+        return CPU_BATCH
+    free, _ = torch.cuda.mem_get_info(device)
+    per_slice = _ACTIVATION_CHANNELS * image_size * image_size * torch.finfo(dtype).bits // 8
+    return max(1, min(_MAX_GPU_BATCH, int(free * _GPU_MEMORY_SHARE // per_slice)))

@@ -1,0 +1,291 @@
+"""Translate (and segment) a whole volume, slice by slice, onto the input's exact voxel grid.
+
+Per batch of slices along the model's slicing axis: normalise the source slices with an intensity
+map fitted to this volume (the card's recipe for the source modality), build the 2.5D context stacks
+(edge slices repeated), pad-and-resize them to the model's square, run attention -> generator, keep
+the centre channel. The translated square slices feed the target's segmenter through a rolling
+window (its input is 2.5D too); logits are resized back before the argmax. Everything is written
+into arrays on the input's grid, so each result is ``volume.with_array(...)``.
+
+Progress is reported after every batch and the cancel flag is read before every batch; a cancelled
+run raises ``TranslationCancelled`` and returns nothing. When a GPU runs out of memory the batch is
+halved and retried; at one slice per batch the run continues on the CPU and says so in ``notes``.
+
+Requests are refused up front with ``InferenceError``: a direction the model does not offer, a
+segmentation (``segment=True``, the default) when the model has no segmenter for the target, or
+attention maps when it has no attention module -- callers pass ``segment=False`` / ``attention=False``
+for such models (``model.card.segmenters`` says which exist), so nothing silently goes missing.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from sasan import bundle
+from sasan.bundle import SASANModel
+from sasan.data.geometry import (fit_to_square_tensor, restore_from_square_tensor, slicing_axis,
+                                 to_slice_stack)
+from sasan.data.preprocess import IntensityMap, NormalizationError, denormalize, fit_intensity_map, normalize
+from sasan.data.volume import Volume
+from sasan.training.config import NormalizationConfig
+
+from .engine import Engine, build_engine
+from .errors import InferenceError, TranslationCancelled
+from .runtime import default_batch_size, precision_name, resolve_device, resolve_precision, torch_threads
+from .window import SliceWindow
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class TranslationResult:
+    """Everything a translation produced, each volume on the input's grid.
+
+    ``translated``: float32 in the target modality's units (the card's target reference map).
+    ``segmentation``: uint8 class indices 0..C-1 (``card.labels[i - 1]`` is class ``i``), or None.
+    ``attention``: K uint8 volumes, 0..255 for attention 0..1, or None.
+    ``device``: where the run finished ("cpu" after a GPU fallback, which ``notes`` then explains).
+    """
+
+    translated: Volume
+    segmentation: Optional[Volume]
+    attention: Optional[list[Volume]]
+    source: str
+    target: str
+    device: str
+    seconds: float
+    precision: str = "fp32"
+    batch_size: int = 1
+    threads: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+def translate_volume(
+    volume: Volume,
+    model: Union[SASANModel, str, Path],
+    target: str,
+    *,
+    source: Optional[str] = None,
+    device: str = "auto",
+    segment: bool = True,
+    attention: bool = True,
+    batch_size: Optional[int] = None,
+    precision: str = "auto",
+    threads: Optional[int] = None,
+    progress: Optional[Progress] = None,
+    cancel: Optional[Callable[[], bool]] = None,
+) -> TranslationResult:
+    """Translate ``volume`` (the source modality) into ``target``; see the module docstring.
+
+    ``source`` defaults to the model's other modality. ``device`` "auto" | "cpu" | "cuda[:N]";
+    ``precision`` "auto" (bf16 on GPUs and on CPUs with native bf16, else fp32) | "fp32" | "bf16" |
+    "fp16" (GPU only); ``batch_size`` and ``threads`` override the automatic choices.
+    ``progress(fraction, message)`` is called with non-decreasing fractions ending at 1.0.
+    """
+    started = time.perf_counter()
+    report = progress or (lambda fraction, message: None)
+    private = not isinstance(model, SASANModel)
+    if private:
+        model = bundle.load(model, "cpu")
+    card = model.card
+    source = _check_request(model, source, target, segment, attention)
+    axis = _check_volume(volume, card.slicing_axis)
+    torch_device = resolve_device(device)
+    dtype = resolve_precision(precision, torch_device)
+    if batch_size is not None and batch_size < 1:
+        raise InferenceError(f"batch_size must be a positive integer; got {batch_size}")
+    source_map = _fit_source_map(volume, card, source)
+    target_map = _reference_map(card, target)
+
+    with torch_threads(threads) as used_threads:
+        report(0.0, "preparing the networks")
+        engine = build_engine(model, source, target, torch_device, dtype, segmenter=segment, private=private)
+        batch = batch_size or default_batch_size(torch_device, card.image_size, dtype)
+        run = _VolumeRun(volume, axis, engine, source_map, target_map, card.image_size, batch,
+                         segment=segment, num_maps=card.model_config.num_maps if attention else 0,
+                         report=report, cancel=cancel)
+        run.execute()
+
+    seconds = time.perf_counter() - started
+    log.info("translated %d slices %s -> %s on %s (%s, batch %d, %d threads) in %.1f s", run.count, source,
+             target, run.engine.device, precision_name(run.engine.dtype), run.batch, used_threads, seconds)
+    return TranslationResult(
+        translated=volume.with_array(run.translated),
+        segmentation=volume.with_array(run.segmentation) if run.segmentation is not None else None,
+        attention=[volume.with_array(maps) for maps in run.attention] if run.attention is not None else None,
+        source=source, target=target, device=str(run.engine.device), seconds=seconds,
+        precision=precision_name(run.engine.dtype), batch_size=run.batch, threads=used_threads, notes=run.notes,
+    )
+
+
+def _check_request(model: SASANModel, source: Optional[str], target: str, segment: bool, attention: bool) -> str:
+    card = model.card
+    offered = ", ".join(f"{s} -> {t}" for s, t in card.directions)
+    if target not in card.modalities:
+        raise InferenceError(f"model {card.name!r} cannot translate to {target!r}: it offers {offered}")
+    if source is None:
+        source = next(modality for modality in card.modalities if modality != target)
+    if not card.supports(source, target):
+        raise InferenceError(f"model {card.name!r} does not translate {source} to {target}: it offers {offered}")
+    if segment and model.segmenter(target) is None:
+        have = ", ".join(card.segmenters) or "no modality"
+        raise InferenceError(f"model {card.name!r} has no segmenter for {target} (it has one for {have}); "
+                             "pass segment=False to translate without segmenting")
+    if attention and model.attention(source) is None:
+        raise InferenceError(f"model {card.name!r} has no attention module (an attention-free model); "
+                             "pass attention=False")
+    return source
+
+
+def _check_volume(volume: Volume, plane: str) -> int:
+    if not isinstance(volume, Volume):
+        raise InferenceError(f"expected a sasan Volume; got {type(volume).__name__}")
+    if min(volume.shape) < 1:
+        raise InferenceError(f"the volume is empty: shape {volume.shape} (z, y, x) needs at least one voxel per axis")
+    kind = volume.array.dtype
+    if not np.issubdtype(kind, np.number) or np.issubdtype(kind, np.complexfloating):
+        raise InferenceError(f"voxels of type {kind} are not image intensities")
+    try:
+        return slicing_axis(volume, plane)
+    except ValueError as error:
+        raise InferenceError(f"the model card's slicing plane is unusable: {error}") from None
+
+
+def _fit_source_map(volume: Volume, card: bundle.ModelCard, source: str) -> IntensityMap:
+    try:
+        config = NormalizationConfig(**card.normalization[source]["config"])
+    except TypeError as error:
+        raise InferenceError(f"the model card's normalisation for {source} is malformed ({error})") from None
+    try:
+        return fit_intensity_map(volume.array, config)
+    except NormalizationError as error:
+        raise InferenceError(f"cannot normalise the {source} volume: {error}") from None
+
+
+def _reference_map(card: bundle.ModelCard, target: str) -> IntensityMap:
+    try:
+        return IntensityMap.from_dict(card.normalization[target]["reference"])
+    except NormalizationError as error:
+        raise InferenceError(f"the model card's reference intensities for {target} are malformed: {error}") from None
+
+
+class _VolumeRun:
+    """One translation's state: the engine, the batch size, the output arrays and the progress count."""
+
+    def __init__(self, volume: Volume, axis: int, engine: Engine, source_map: IntensityMap,
+                 target_map: IntensityMap, image_size: int, batch: int, *, segment: bool, num_maps: int,
+                 report: Progress, cancel: Optional[Callable[[], bool]]) -> None:
+        self.source = to_slice_stack(volume.array, axis)
+        self.count, self.height, self.width = self.source.shape
+        self.axis = axis
+        self.engine = engine
+        self.source_map, self.target_map = source_map, target_map
+        self.image_size = image_size
+        self.half = engine.context // 2
+        self.batch = batch
+        self.report, self.cancel = report, cancel
+        self.notes: list[str] = []
+        # Outputs in the input's array order; the slice-order views below write straight into them.
+        self.translated = np.empty(volume.shape, np.float32)
+        self.segmentation = np.empty(volume.shape, np.uint8) if segment else None
+        self.attention = [np.empty(volume.shape, np.uint8) for _ in range(num_maps)] if num_maps else None
+        self.window = SliceWindow(self.count, engine.context) if segment else None
+        self.done, self.total = 0, self.count * (2 if segment else 1)
+
+    @torch.inference_mode()
+    def execute(self) -> None:
+        translated = segmented = 0
+        while translated < self.count:
+            self._check_cancel()
+            translated = self._translate_batch(translated)
+            if self.window is not None:
+                segmented = self._segment_ready(segmented)
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise TranslationCancelled("translation cancelled; no result was produced")
+
+    def _advance(self, slices: int, message: str) -> None:
+        self.done += slices
+        self.report(self.done / self.total, message)
+
+    def _translate_batch(self, start: int) -> int:
+        """Translate slices ``start ..`` (one batch); returns one past the last translated slice."""
+        shape = (self.height, self.width)
+        while True:
+            end = min(self.count, start + self.batch)
+            try:
+                centre, maps = self.engine.translate(self._source_stacks(start, end))
+                images = restore_from_square_tensor(centre, shape, "image")[:, 0].cpu().numpy()
+                attention = None
+                if self.attention is not None:
+                    restored = restore_from_square_tensor(maps, shape, "image")
+                    attention = restored.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu().numpy()
+                break
+            except torch.OutOfMemoryError:
+                if not self._recover_from_out_of_memory():
+                    raise
+        to_slice_stack(self.translated, self.axis)[start:end] = denormalize(images, self.target_map)
+        if attention is not None:
+            for index, maps_volume in enumerate(self.attention):
+                to_slice_stack(maps_volume, self.axis)[start:end] = attention[:, index]
+        if self.window is not None:
+            self.window.add(centre[:, 0])
+        self._advance(end - start, f"translated {end} of {self.count} slices")
+        return end
+
+    def _source_stacks(self, start: int, end: int) -> torch.Tensor:
+        """Normalised, squared 2.5D stacks of slices ``start .. end - 1`` -> (B, context, S, S) on the device."""
+        low, high = max(0, start - self.half), min(self.count, end + self.half)
+        slab = torch.from_numpy(normalize(self.source[low:high], self.source_map)).to(self.engine.device)
+        offsets = np.arange(-self.half, self.half + 1)
+        indices = np.clip(np.arange(start, end)[:, None] + offsets[None, :], 0, self.count - 1) - low
+        stacks = slab[torch.from_numpy(indices).to(self.engine.device)]
+        return fit_to_square_tensor(stacks, self.image_size, "image")
+
+    def _segment_ready(self, start: int) -> int:
+        """Segment full batches of slices whose context is translated (all the rest at the end)."""
+        shape = (self.height, self.width)
+        while start < self.window.ready_until():
+            ready = self.window.ready_until()
+            if ready - start < self.batch and ready < self.count:
+                break
+            self._check_cancel()
+            end = min(ready, start + self.batch)
+            try:
+                logits = self.engine.segment(self.window.stacks(start, end))
+                labels = restore_from_square_tensor(logits, shape, "image").argmax(dim=1)
+                labels = labels.to(torch.uint8).cpu().numpy()
+            except torch.OutOfMemoryError:
+                if not self._recover_from_out_of_memory():
+                    raise
+                continue
+            to_slice_stack(self.segmentation, self.axis)[start:end] = labels
+            start = end
+            self.window.release_before(start)
+            self._advance(len(labels), f"segmented {end} of {self.count} slices")
+        return start
+
+    def _recover_from_out_of_memory(self) -> bool:
+        """Halve the batch, or at one slice per batch move to the CPU; False when nothing is left to try."""
+        if self.engine.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self.batch > 1:
+            self.batch //= 2
+            log.warning("GPU out of memory: retrying with %d slices per batch", self.batch)
+            return True
+        if self.engine.device.type == "cpu":
+            return False
+        message = f"{self.engine.device} ran out of memory even at one slice per batch; finished on the CPU"
+        log.warning(message)
+        self.notes.append(message)
+        self.engine = self.engine.moved_to_cpu()
+        return True

@@ -1,0 +1,90 @@
+"""Finding a run's attention nodes again and overlaying them on the slice views (pure MRML, no engine).
+
+Attention nodes carry the attributes ``SASAN.AttentionOf`` (the input node's ID, while they are that
+input's current maps) and ``SASAN.AttentionIndex`` (1..K for the maps, 0 for the all-maps overview);
+attributes are saved with the scene, so the module finds the maps again after reloading it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import slicer
+
+ATTENTION_OF_ATTRIBUTE = "SASAN.AttentionOf"
+ATTENTION_INDEX_ATTRIBUTE = "SASAN.AttentionIndex"
+
+
+def tag_attention_node(node, source_node, index: int) -> None:
+    """Mark ``node`` as map ``index`` (0: the overview) of ``source_node``'s current attention maps."""
+    node.SetAttribute(ATTENTION_OF_ATTRIBUTE, source_node.GetID())
+    node.SetAttribute(ATTENTION_INDEX_ATTRIBUTE, str(index))
+
+
+def release_attention_node(node) -> None:
+    """Retire an earlier run's attention node: no longer one of its input's current maps (it stays an
+    attention overlay, so ``show_attention(None, ...)`` still hides it)."""
+    node.RemoveAttribute(ATTENTION_OF_ATTRIBUTE)
+
+
+def _is_attention_node(scene, node_id: Optional[str]) -> bool:
+    node = scene.GetNodeByID(node_id) if node_id else None
+    return node is not None and node.GetAttribute(ATTENTION_INDEX_ATTRIBUTE) is not None
+
+
+def find_attention_nodes(source_node) -> tuple[list, Optional[object]]:
+    """The attention maps made from ``source_node`` (ordered 1..K) and their overview (or None)."""
+    scene = source_node.GetScene()
+    maps, overview = [], None
+    nodes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")  # labelmaps are scalar volume subclasses
+    for position in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(position)
+        if node.GetAttribute(ATTENTION_OF_ATTRIBUTE) != source_node.GetID():
+            continue
+        index = int(node.GetAttribute(ATTENTION_INDEX_ATTRIBUTE) or 0)
+        if index == 0:
+            overview = node
+        else:
+            maps.append((index, node))
+    return [node for _, node in sorted(maps, key=lambda pair: pair[0])], overview
+
+
+def attention_choices(maps: list, overview: Optional[object]) -> list[tuple[str, Optional[object]]]:
+    """The attention selector's entries, (text, node): hidden, all maps (if there is an overview), map 1..K."""
+    choices: list[tuple[str, Optional[object]]] = [("Hidden", None)]
+    if overview is not None:
+        choices.append(("All maps (strongest per voxel)", overview))
+    choices += [(f"Map {index}", node) for index, node in enumerate(maps, start=1)]
+    return choices
+
+
+def _slice_composite_nodes(scene) -> list:
+    nodes = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    return [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+
+
+def show_attention(node, opacity: float, scene=None) -> int:
+    """Overlay an attention node on every slice view; ``node=None`` hides all attention overlays.
+
+    A map goes to the foreground layer, the overview (a label volume) to the label layer, each with
+    ``opacity`` (0..1).  Layers holding anything other than attention nodes are left alone.  Works on
+    whatever slice composite nodes the scene has (none without views); returns how many were changed.
+    """
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must lie in 0..1; got {opacity}")
+    scene = scene if scene is not None else (node.GetScene() if node is not None else slicer.mrmlScene)
+    composites = _slice_composite_nodes(scene)
+    is_overview = node is not None and node.IsA("vtkMRMLLabelMapVolumeNode")
+    for composite in composites:
+        if _is_attention_node(scene, composite.GetForegroundVolumeID()):
+            composite.SetForegroundVolumeID(None)
+        if _is_attention_node(scene, composite.GetLabelVolumeID()):
+            composite.SetLabelVolumeID(None)
+        if node is None:
+            continue
+        if is_overview:
+            composite.SetLabelVolumeID(node.GetID())
+            composite.SetLabelOpacity(opacity)
+        else:
+            composite.SetForegroundVolumeID(node.GetID())
+            composite.SetForegroundOpacity(opacity)
+    return len(composites)

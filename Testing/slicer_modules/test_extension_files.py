@@ -1,0 +1,289 @@
+"""The extension's files as Slicer's build and runtime will read them, checked without Slicer.
+
+CMake lists every file; every ``self.ui.<name>`` the module code uses exists in its .ui with a widget
+class that has what the code uses; widgets bound to the parameter node fit their parameter's type;
+module files byte-compile and import no engine code at start-up; icons are real 128x128 PNGs.
+"""
+import ast
+import py_compile
+import re
+import struct
+import xml.etree.ElementTree as ElementTree
+import zlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ("SASANSlicer", "SASANTrainer")
+
+
+# CMake ---------------------------------------------------------------------------------------------
+
+def cmake_commands(path: Path) -> list[tuple[str, list[str]]]:
+    """(command, arguments) of a CMakeLists.txt: comments dropped, quoted arguments unquoted."""
+    text = "\n".join(re.sub(r'#(?=(?:[^"]*"[^"]*")*[^"]*$).*', "", line) for line in path.read_text().splitlines())
+    commands = []
+    for match in re.finditer(r"(\w+)\s*\(((?:[^()]|\([^()]*\))*)\)", text):
+        arguments = [a[1:-1] if a.startswith('"') else a for a in re.findall(r'"[^"]*"|[^\s"]+', match.group(2))]
+        commands.append((match.group(1).lower(), arguments))
+    return commands
+
+
+def set_values(commands) -> dict:
+    return {args[0]: args[1:] for name, args in commands if name == "set" and args}
+
+
+def expand(items: list[str], variables: dict) -> list[str]:
+    return [re.sub(r"\$\{(\w+)\}", lambda m: " ".join(variables[m.group(1)]), item) for item in items]
+
+
+def test_top_level_cmake_describes_the_extension():
+    commands = cmake_commands(ROOT / "CMakeLists.txt")
+    names = [name for name, _ in commands]
+    variables = set_values(commands)
+    assert ("project", ["SASAN"]) in commands
+    assert variables["EXTENSION_CATEGORY"] == ["Image Synthesis"]
+    assert variables["EXTENSION_DEPENDS"] == ["PyTorch"]
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
+                "EXTENSION_SCREENSHOTURLS"):
+        assert variables[key] and variables[key][0].strip(), key
+    assert ("find_package", ["Slicer", "REQUIRED"]) in commands
+    assert ("include", ["${Slicer_USE_FILE}"]) in commands
+    assert [args for name, args in commands if name == "add_subdirectory"] == [[m] for m in MODULES]
+    assert commands[-2:] == [("include", ["${Slicer_EXTENSION_GENERATE_CONFIG}"]),
+                             ("include", ["${Slicer_EXTENSION_CPACK}"])]
+    assert names.index("find_package") < names.index("add_subdirectory")
+
+
+def test_engine_package_goes_beside_the_scripted_modules():
+    commands = cmake_commands(ROOT / "CMakeLists.txt")
+    globs = [args for name, args in commands if name == "file" and args[0] == "GLOB_RECURSE"]
+    assert any("sasan/*.py" in args for args in globs)
+    (engine,) = [args for name, args in commands if name == "ctkmacrocompilepythonscript"]
+    assert engine[engine.index("INSTALL_DIR") + 1] == "${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}"
+    assert engine[engine.index("DESTINATION_DIR") + 1] == "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}"
+    resources = [args for name, args in commands if name == "file" and args[0] == "GLOB"][0]
+    assert "Resources/Models/*.safetensors" in resources and "Resources/configs/*.yaml" in resources
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_cmake_lists_every_script_and_resource(module):
+    folder = ROOT / module
+    commands = cmake_commands(folder / "CMakeLists.txt")
+    variables = set_values(commands)
+    assert variables["MODULE_NAME"] == [module]
+    (build,) = [args for name, args in commands if name == "slicermacrobuildscriptedmodule"]
+    assert build[:2] == ["NAME", "${MODULE_NAME}"] and "WITH_GENERIC_TESTS" in build
+    scripts = expand(variables["MODULE_PYTHON_SCRIPTS"], variables)
+    resources = expand(variables["MODULE_PYTHON_RESOURCES"], variables)
+    assert "${MODULE_PYTHON_SCRIPTS}" in build and "${MODULE_PYTHON_RESOURCES}" in build
+    on_disk_scripts = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+    on_disk_resources = sorted(str(p.relative_to(folder)) for p in (folder / "Resources").rglob("*") if p.is_file())
+    assert sorted(scripts) == on_disk_scripts
+    assert sorted(resources) == on_disk_resources
+    assert not [p for p in folder.glob("*.py") if p.name != f"{module}.py"], \
+        "Slicer loads every top-level .py of a module folder as a module"
+
+
+def test_s4ext_agrees_with_the_cmake_metadata():
+    entries = {}
+    for line in (ROOT / "SASAN.s4ext").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            entries[key] = value.strip()
+    variables = set_values(cmake_commands(ROOT / "CMakeLists.txt"))
+    assert entries["scm"] == "git" and entries["scmurl"].endswith(".git")
+    assert entries["depends"] == "PyTorch"
+    assert entries["category"] == variables["EXTENSION_CATEGORY"][0]
+    assert entries["homepage"] == variables["EXTENSION_HOMEPAGE"][0]
+    assert entries["iconurl"] == variables["EXTENSION_ICONURL"][0]
+    assert entries["description"]
+
+
+def test_license_is_apache_2():
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+
+
+# Module files --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [ROOT / "SASANSlicer" / "SASANSlicer.py", ROOT / "SASANTrainer" / "SASANTrainer.py",
+                                  ROOT / "SASANTrainer" / "SASANTrainerLib" / "train.py",
+                                  *sorted((ROOT / "SASANSlicer" / "SASANSlicerLib").glob("*.py")),
+                                  *sorted((ROOT / "SASANTrainer" / "SASANTrainerLib").glob("*.py"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_python_files_byte_compile(path, tmp_path):
+    py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
+
+
+def top_level_imports(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            prefix = f"{base}." if node.module else base
+            modules |= {base} | {prefix + alias.name for alias in node.names}
+    return modules
+
+
+# Imported while Slicer starts or while the GUI is idle: before torch, pyyaml... may be installed.
+STARTUP_FILES = [
+    ROOT / "SASANSlicer" / "SASANSlicer.py", ROOT / "SASANTrainer" / "SASANTrainer.py",
+    *[ROOT / "SASANSlicer" / "SASANSlicerLib" / f"{name}.py" for name in
+      ("__init__", "environment", "logic", "model_trust", "models", "progress", "sample_data",
+       "attention_display", "hierarchy", "transaction")],
+    *sorted((ROOT / "SASANTrainer" / "SASANTrainerLib").glob("*.py")),
+]
+ENGINE_ONLY_LIB_MODULES = {"nodes", "segmentation", "attention", "results", "engine"}
+
+
+@pytest.mark.parametrize("path", STARTUP_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_start_up_code_imports_no_engine(path):
+    imports = top_level_imports(path)
+    for module in imports:
+        top = module.lstrip(".").split(".")[0]
+        assert top not in {"sasan", "torch", "yaml", "monai", "safetensors", "SimpleITK", "numpy"}, module
+        engine_only = any(module.endswith(f"Lib.{name}") or module == f".{name}" for name in ENGINE_ONLY_LIB_MODULES)
+        assert not engine_only, module
+
+
+def ui_widgets(path: Path) -> dict[str, ElementTree.Element]:
+    root = ElementTree.parse(path).getroot()
+    return {w.get("name"): w for w in root.iter("widget")}
+
+
+def widget_property(widget, name):
+    for prop in widget.findall("property"):
+        if prop.get("name") == name:
+            return prop
+    return None
+
+
+# What the module code does with a widget -> the widget classes that can do it.
+COMBO = {"QComboBox", "ctkComboBox"}
+ATTRIBUTE_CLASSES = {
+    "currentNode": {"qMRMLNodeComboBox"}, "setMRMLScene": {"qMRMLNodeComboBox"},
+    "checked": {"QCheckBox", "QRadioButton", "ctkCheckBox"},
+    "addItem": COMBO, "insertItem": COMBO, "itemData": COMBO, "setItemData": COMBO, "findData": COMBO,
+    "itemText": COMBO, "count": COMBO, "currentIndex": COMBO,
+    "setHtml": {"QTextBrowser", "QTextEdit"}, "appendPlainText": {"QPlainTextEdit"},
+    "setValue": {"QProgressBar", "ctkSliderWidget", "QSpinBox", "QDoubleSpinBox", "QSlider"},
+    "value": {"QProgressBar", "ctkSliderWidget", "QSpinBox", "QDoubleSpinBox", "QSlider"},
+    "text": {"QLabel", "QPushButton", "QCheckBox", "QRadioButton", "ctkCollapsibleButton", "QLineEdit"},
+    "collapsed": {"ctkCollapsibleButton"},
+    "clear": COMBO | {"QPlainTextEdit", "QTextEdit", "QTextBrowser", "QLineEdit"},
+}
+SIGNAL_CLASSES = {
+    "clicked(bool)": {"QPushButton", "QCheckBox", "QRadioButton", "QToolButton", "ctkCollapsibleButton"},
+    "currentIndexChanged(int)": COMBO,
+    "valueChanged(double)": {"ctkSliderWidget", "QDoubleSpinBox"},
+}
+ANY_WIDGET = {"enabled", "toolTip", "setVisible", "blockSignals", "connect"}
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_ui_widget_the_code_uses_exists_with_a_fitting_class(module):
+    source = (ROOT / module / f"{module}.py").read_text()
+    widgets = ui_widgets(ROOT / module / "Resources" / "UI" / f"{module}.ui")
+    uses = re.findall(r"self\.ui\.(\w+)\.(\w+)", source)
+    assert uses
+    for name, attribute in uses:
+        assert name in widgets, f"self.ui.{name} is not in {module}.ui"
+        widget_class = widgets[name].get("class")
+        if attribute not in ANY_WIDGET:
+            assert attribute in ATTRIBUTE_CLASSES, f"add '{attribute}' to ATTRIBUTE_CLASSES"
+            assert widget_class in ATTRIBUTE_CLASSES[attribute], f"{name} ({widget_class}) has no {attribute}"
+    for name, signal in re.findall(r'self\.ui\.(\w+)\.connect\("([^"]+)"', source):
+        assert widgets[name].get("class") in SIGNAL_CLASSES[signal], f"{name} has no signal {signal}"
+    for widget in re.findall(r"self\.ui\.(\w+)\b(?!\.)", source):
+        assert widget in widgets, f"self.ui.{widget} is not in {module}.ui"
+
+
+def parameter_annotations(module: str) -> dict[str, str]:
+    tree = ast.parse((ROOT / module / f"{module}.py").read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{module}ParameterNode"]
+    return {n.target.id: ast.unparse(n.annotation) for n in cls.body if isinstance(n, ast.AnnAssign)}
+
+
+def parameter_widget_fits(widget_class: str, annotation: str) -> bool:
+    """The parameterNodeWrapper GUI connectors Slicer has for each (widget, type) pair."""
+    if annotation.startswith("vtkMRML"):
+        return widget_class == "qMRMLNodeComboBox"
+    if annotation == "bool":
+        return widget_class in {"QCheckBox", "ctkCheckBox", "QPushButton"}
+    if annotation == "Path":
+        return widget_class in {"ctkPathLineEdit", "ctkDirectoryButton"}
+    if annotation.startswith("Annotated[str, Choice("):
+        return widget_class in COMBO
+    if annotation.startswith("Annotated[float, WithinRange("):
+        return widget_class in {"ctkSliderWidget", "QDoubleSpinBox"}
+    if annotation == "str":
+        return widget_class in {"QLineEdit", "QLabel", "QTextEdit"}
+    return False
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_bound_widgets_fit_their_parameters(module):
+    annotations = parameter_annotations(module)
+    widgets = ui_widgets(ROOT / module / "Resources" / "UI" / f"{module}.ui")
+    bound = {}
+    for name, widget in widgets.items():
+        prop = widget_property(widget, "SlicerParameterName")
+        if prop is not None:
+            bound[prop.find("string").text] = widget
+    assert bound
+    for parameter, widget in bound.items():
+        assert parameter in annotations, f"{widget.get('name')} is bound to unknown parameter {parameter}"
+        assert parameter_widget_fits(widget.get("class"), annotations[parameter]), (parameter, widget.get("class"))
+        node_types = widget_property(widget, "nodeTypes")
+        if node_types is not None:
+            assert [s.text for s in node_types.iter("string")] == [annotations[parameter]]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_file_is_designer_xml_declaring_its_custom_widgets(module):
+    path = ROOT / module / "Resources" / "UI" / f"{module}.ui"
+    root = ElementTree.parse(path).getroot()
+    assert root.tag == "ui" and root.get("version") == "4.0" and root.findtext("class") == module
+    top = root.find("widget")
+    assert top.get("class") == "qMRMLWidget" and top.get("name") == module
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    used = {w.get("class") for w in root.iter("widget")}
+    assert {c for c in used if c.startswith(("qMRML", "ctk"))} <= declared
+    names = ui_widgets(path)
+    for connection in root.iter("connection"):
+        assert connection.findtext("sender") in names and connection.findtext("receiver") in names
+    combos_with_scene = {c.findtext("receiver") for c in root.iter("connection")
+                         if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    assert combos_with_scene == {n for n, w in names.items() if w.get("class") == "qMRMLNodeComboBox"}
+
+
+# Icons ---------------------------------------------------------------------------------------------
+
+def png_chunks(data: bytes):
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG signature"
+    position = 8
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position:position + 4])
+        kind = data[position + 4:position + 8]
+        body = data[position + 8:position + 8 + length]
+        (crc,) = struct.unpack(">I", data[position + 8 + length:position + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"bad CRC in chunk {kind}"
+        yield kind, body
+        position += 12 + length
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_icons_are_valid_128_pixel_pngs(module):
+    data = (ROOT / module / "Resources" / "Icons" / f"{module}.png").read_bytes()
+    chunks = list(png_chunks(data))
+    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    width, height, depth, colour_type = struct.unpack(">IIBB", chunks[0][1][:10])
+    assert (width, height) == (128, 128)
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+    pixels = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    assert len(pixels) == height * (1 + width * channels * depth // 8)  # one filter byte per row

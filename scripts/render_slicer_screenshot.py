@@ -1,0 +1,214 @@
+"""Render the extension's screenshot without the Slicer application: a real translation, drawn by Slicer's
+own slice logic (``vtkMRMLSliceLogic``, what a slice view shows), saved as a PNG.
+
+    .venv/bin/python scripts/render_slicer_screenshot.py --model MODEL.safetensors [--input CT.nii.gz]
+        [--slice 0.5] [--map 1] [--opacity 0.45] [-o Resources/Screenshots/SASANSlicer.png]
+
+Without ``--input`` the SASAN phantom CT of the Sample Data module is used.  The scene is translated to MR with
+the module's ``TranslationLogic`` (segmentation and attention maps), then two axial slice views are rendered:
+the input CT alone, and the translated volume as background with one attention map as foreground (opacity
+``--opacity``, low attention transparent) and the segmentation as label-layer outlines.  Slicer draws segments
+in its views through a displayable manager that needs a render window; here the segmentation is exported to a
+labelmap with the segments' colours, which the slice logic blends itself.  The two views and their captions
+are put side by side with matplotlib.
+
+The committed ``Resources/Screenshots/SASANSlicer.png`` came from ``--slice 0.316 --map 2`` with a small phantom
+model made on 2 CPU cores in about 12 minutes: ``sasan train`` on ``Resources/configs/phantom_tiny.yaml`` with
+steps 400, pretrain_attention_steps 80 and segmenter_steps 200; ``sasan train-segmenter`` on the same
+configuration with segmenter_steps 1500 and segmenter_lr 0.003 (the 200 joint steps left a U-Net that found
+nothing); ``sasan export RUN --segmenter-run SEGMENTER_RUN -o phantom_ct_mr.safetensors``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "SASANSlicer"))
+
+import slicer  # noqa: E402
+import vtk  # noqa: E402
+from vtk.util import numpy_support  # noqa: E402
+
+from SASANSlicerLib import TranslationLogic  # noqa: E402
+from SASANSlicerLib.sample_data import phantom_sample_path  # noqa: E402
+
+logger = logging.getLogger("render_slicer_screenshot")
+VIEW_SIZE = 480  # pixels per slice view (square)
+LOW_ATTENTION = 0.25  # attention below this (of 0..1) is left transparent in the overlay
+
+
+def scene_with_logics():
+    """A scene as the Slicer application sets one up for these modules: volumes, segmentations, subject
+    hierarchy and colour logics attached (``slicer.modules.<name>.logic()`` answers for the glue)."""
+    scene = slicer.vtkMRMLScene()
+    logics = {"volumes": slicer.vtkSlicerVolumesLogic(), "segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
+              "subjecthierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(), "colors": slicer.vtkSlicerColorLogic()}
+    verbosity = vtk.vtkLogger.GetCurrentVerbosityCutoff()
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)  # colour files of the application are absent
+    try:
+        for logic in logics.values():
+            logic.SetMRMLScene(scene)
+        logics["colors"].AddDefaultColorNodes()
+    finally:
+        vtk.vtkLogger.SetStderrVerbosity(verbosity)
+    slicer.mrmlScene = scene
+    slicer.modules = types.SimpleNamespace(
+        **{name: types.SimpleNamespace(logic=(lambda logic=logic: logic)) for name, logic in logics.items()})
+    return scene
+
+
+def load_volume(scene, path: Path, name: str):
+    """Read a volume file (NRRD, NIfTI, ...) into a scalar volume node with Slicer's storage node."""
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    if not storage.ReadData(node):
+        raise SystemExit(f"could not read {path}")
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def set_window(node, low: float, high: float) -> None:
+    display = node.GetDisplayNode()
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevelMinMax(low, high)
+
+
+def segmentation_labelmap(scene, segmentation_node):
+    """The segmentation as a labelmap on its reference grid, coloured (and named) like its segments; None
+    when every segment is empty (an empty labelmap has no voxels for the slice logic to draw)."""
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{segmentation_node.GetName()} labelmap")
+    exported = slicer.modules.segmentations.logic().ExportAllSegmentsToLabelmapNode(
+        segmentation_node, labelmap, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+    if not exported:
+        raise SystemExit("the segmentation could not be exported to a labelmap")
+    scalars = labelmap.GetImageData().GetPointData().GetScalars()
+    if scalars is None or scalars.GetRange()[1] == 0:
+        logger.warning("the model found none of its structures in this volume: no outlines to show")
+        return None
+    return labelmap
+
+
+def segment_legend(segmentation_node) -> list[tuple[str, tuple]]:
+    """(name, RGB colour) of every segment, in order."""
+    segmentation = segmentation_node.GetSegmentation()
+    return [(segment.GetName(), tuple(segment.GetColor()))
+            for segment in (segmentation.GetNthSegment(i) for i in range(segmentation.GetNumberOfSegments()))]
+
+
+class SliceView:
+    """One axial slice view: a slice logic with its slice and composite nodes, rendered offscreen."""
+
+    def __init__(self, scene, name: str) -> None:
+        # The slice logic keeps a plain pointer to the application logic: hold it for the view's lifetime.
+        self.application = slicer.vtkMRMLApplicationLogic()
+        self.application.SetMRMLScene(scene)
+        self.logic = slicer.vtkMRMLSliceLogic()
+        self.logic.SetMRMLScene(scene)
+        self.logic.SetMRMLApplicationLogic(self.application)
+        self.slice_node = self.logic.AddSliceNode(name)
+        self.slice_node.SetOrientationToAxial()
+        self.slice_node.SetDimensions(VIEW_SIZE, VIEW_SIZE, 1)
+        self.composite = self.logic.GetSliceCompositeNode()
+
+    def show(self, background, foreground=None, foreground_opacity=0.0, label=None, outline=True) -> None:
+        self.composite.SetBackgroundVolumeID(background.GetID())
+        self.composite.SetForegroundVolumeID(foreground.GetID() if foreground is not None else None)
+        self.composite.SetForegroundOpacity(foreground_opacity)
+        self.composite.SetLabelVolumeID(label.GetID() if label is not None else None)
+        self.composite.SetLabelOpacity(1.0)
+        self.slice_node.SetUseLabelOutline(outline)
+
+    def go_to(self, volume_node, fraction: float) -> None:
+        """Fit the view to the background and show the axial slice at ``fraction`` (0 bottom .. 1 top) of it."""
+        self.logic.FitSliceToAll()
+        bounds = [0.0] * 6
+        volume_node.GetRASBounds(bounds)
+        self.logic.SetSliceOffset(bounds[4] + fraction * (bounds[5] - bounds[4]))
+
+    def render(self) -> np.ndarray:
+        """The blended layers as an (H, W, 3) uint8 RGB image, top row first."""
+        producer = self.logic.GetImageDataConnection().GetProducer()
+        producer.Update()
+        image = producer.GetOutputDataObject(0)
+        width, height, _ = image.GetDimensions()
+        pixels = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+        return pixels.reshape(height, width, -1)[::-1, :, :3].copy()
+
+
+def compose(panels: list[tuple[np.ndarray, str]], legend: list[tuple[str, tuple]], output: Path, title: str) -> None:
+    """The views side by side with a caption each and the segments' colours below, written as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 5.9), dpi=100, facecolor="black")
+    for axis, (image, caption) in zip(np.atleast_1d(axes), panels):
+        axis.imshow(image, interpolation="nearest")
+        axis.set_title(caption, color="white", fontsize=10)
+        axis.axis("off")
+    figure.suptitle(title, color="white", fontsize=12, y=0.985)
+    if legend:
+        figure.legend(handles=[Patch(facecolor=colour, label=name) for name, colour in legend], loc="lower center",
+                      ncol=len(legend), frameon=False, labelcolor="white", fontsize=9)
+    figure.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.07, wspace=0.03)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, facecolor="black")
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="SASAN model file translating CT to MR")
+    parser.add_argument("--input", type=Path, help="CT volume file (default: the SASAN phantom CT sample)")
+    parser.add_argument("--slice", type=float, default=0.5, help="axial position, 0 (bottom) .. 1 (top)")
+    parser.add_argument("--map", type=int, default=1, help="attention map to overlay (1..K)")
+    parser.add_argument("--opacity", type=float, default=0.45, help="opacity of the attention overlay")
+    parser.add_argument("--ct-window", type=float, nargs=2, default=(-200.0, 600.0), metavar=("LOW", "HIGH"))
+    parser.add_argument("-o", "--output", type=Path, default=ROOT / "Resources" / "Screenshots" / "SASANSlicer.png")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    scene = scene_with_logics()
+    input_path = arguments.input or phantom_sample_path("CT")
+    ct = load_volume(scene, input_path, "CT")
+    set_window(ct, *arguments.ct_window)
+    result = TranslationLogic().translate(ct, arguments.model, target="MR", device="cpu")
+    logger.info(result.summary())
+    if not 1 <= arguments.map <= len(result.attentionNodes):
+        raise SystemExit(f"--map must lie in 1..{len(result.attentionNodes)}")
+    attention_map = result.attentionNodes[arguments.map - 1]
+    attention_display = attention_map.GetDisplayNode()
+    attention_display.SetApplyThreshold(True)
+    attention_display.SetLowerThreshold(round(255 * LOW_ATTENTION))
+    labels = segmentation_labelmap(scene, result.segmentationNode)
+
+    views = []
+    for name, show in (("Red", dict(background=ct)),
+                       ("Green", dict(background=result.volumeNode, foreground=attention_map,
+                                      foreground_opacity=arguments.opacity, label=labels))):
+        view = SliceView(scene, name)
+        view.show(**show)
+        view.go_to(ct, arguments.slice)
+        views.append(view.render())
+    compose([(views[0], f"Input CT\n{input_path.name}"),
+             (views[1], f"Translated to MR, segmentation outlines,\n"
+                        f"attention map {arguments.map} of {len(result.attentionNodes)} "
+                        f"at {round(100 * arguments.opacity)} % opacity")],
+            segment_legend(result.segmentationNode) if labels is not None else [],
+            arguments.output, f"SASAN in 3D Slicer: CT -> MR with model '{Path(arguments.model).name}'")
+    logger.info("wrote %s", arguments.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

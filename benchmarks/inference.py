@@ -1,0 +1,434 @@
+"""Inference speed, memory and agreement: the naive path against ours, on paper-size random weights.
+
+    .venv/bin/python benchmarks/inference.py                 # CPU, 300-slice 512² volume
+    .venv/bin/python benchmarks/inference.py --slices 40     # shorter whole-volume run
+    .venv/bin/python benchmarks/inference.py --device cuda   # on a GPU machine
+
+Naive path: the stock networks, eager fp32, one slice per batch, ``torch.no_grad``. Ours: the engine
+``translate_volume`` uses (rewritten modules, bf16 where the hardware has it, channels-last). Per network
+and for the whole per-slice path: median ms per slice of ``--repeats`` runs after a warm-up, the ratio,
+and the achieved GFLOP/s against the machine's fp32 and bf16 matmul peaks measured here. Agreement
+of the two paths on a synthetic CT slice; then a whole 512 x 512 x N CT volume translated, segmented
+and with attention maps, in a fresh process so that its peak RSS is its own.
+
+Prints a Markdown report and writes it into benchmarks/RESULTS.md (one section per device kind,
+replaced on each run). This is a script, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sasan import bundle  # noqa: E402
+from sasan.bundle import ModelCard, SASANModel  # noqa: E402
+from sasan.data.geometry import fit_to_square  # noqa: E402
+from sasan.data.preprocess import IntensityMap, normalize  # noqa: E402
+from sasan.data.slices import context_stack  # noqa: E402
+from sasan.data.volume import Volume  # noqa: E402
+from sasan.inference import translate_volume  # noqa: E402
+from sasan.inference.engine import build_engine  # noqa: E402
+from sasan.inference.runtime import (default_batch_size, free_cpu_cores, precision_name,  # noqa: E402
+                                     resolve_device, resolve_precision)
+
+log = logging.getLogger("benchmarks.inference")
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+CT_WINDOW = [-1000.0, 1000.0]
+LABELS = ["LV myocardium", "LA blood", "LV blood", "ascending aorta"]
+
+
+def paper_card(image_size: int) -> ModelCard:
+    """A CT <-> MR model card with the paper's architecture (defaults of ModelConfig)."""
+    ct = {"config": {"method": "window", "percentiles": [2.0, 98.0], "window": CT_WINDOW},
+          "reference": {"method": "window", "low": CT_WINDOW[0], "high": CT_WINDOW[1], "mean": 0.0, "std": 1.0}}
+    mr = {"config": {"method": "percentile", "percentiles": [2.0, 98.0], "window": [0.0, 1.0]},
+          "reference": {"method": "percentile", "low": 20.0, "high": 900.0, "mean": 310.0, "std": 180.0}}
+    labels = [{"name": name, "value": i + 1, "color": [1.0, 0.0, 0.0]} for i, name in enumerate(LABELS)]
+    return ModelCard(name="paper-size-random", modalities=["CT", "MR"], directions=[["CT", "MR"], ["MR", "CT"]],
+                     architecture={}, context=3, image_size=image_size, normalization={"CT": ct, "MR": mr},
+                     labels=labels, segmenters=["MR"], description="random weights, for benchmarks only")
+
+
+def paper_model(image_size: int, seed: int = 0) -> SASANModel:
+    torch.manual_seed(seed)
+    card = paper_card(image_size)
+    networks = bundle.expected_networks(card)
+    for module in networks.values():
+        module.eval()
+    return SASANModel(card, networks)
+
+
+def synthetic_ct(slices: int, size: int, seed: int = 0) -> Volume:
+    """int16 HU: an elliptic body (fat rim, muscle), lungs, a bright spine and contrast-filled heart, noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    array = np.empty((slices, size, size), np.int16)
+    for k in range(slices):
+        t = k / max(slices - 1, 1) - 0.5
+        image = np.full((size, size), -1000.0, np.float32)
+        body = (x / 0.45) ** 2 + (y / 0.33) ** 2 < 1.0
+        image[body] = -100.0
+        image[(x / 0.42) ** 2 + (y / 0.30) ** 2 < 1.0] = 40.0
+        for side in (-1, 1):
+            image[((x - side * 0.18) / 0.13) ** 2 + (y / (0.2 - 0.1 * abs(t))) ** 2 < 1.0] = -850.0
+        image[((x - 0.04) / 0.11) ** 2 + ((y + 0.02 - 0.05 * t) / 0.09) ** 2 < 1.0] = 300.0
+        image[(x / 0.04) ** 2 + ((y - 0.22) / 0.04) ** 2 < 1.0] = 700.0
+        image += rng.normal(0.0, 15.0, image.shape).astype(np.float32)
+        array[k] = np.clip(image, -1024, 3071).astype(np.int16)
+    return Volume(array, spacing=(0.7, 0.7, 1.5))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(call: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        call()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        sync(device)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def paired_median_seconds(first: Callable[[], object], second: Callable[[], object], device: torch.device,
+                          repeats: int) -> tuple[float, float]:
+    """Medians of two calls timed alternately, so that both see the same drift of a shared machine."""
+    first(), second()
+    sync(device)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for call, samples in ((first, times[0]), (second, times[1])):
+            started = time.perf_counter()
+            call()
+            sync(device)
+            samples.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def matmul_peaks(device: torch.device) -> dict[str, float]:
+    """GFLOP/s of a large square matmul in fp32 and bf16 (TF32 off: true fp32)."""
+    size = 8192 if device.type == "cuda" else 2048
+    peaks = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(size, size, device=device, dtype=dtype)
+        b = torch.randn(size, size, device=device, dtype=dtype)
+        seconds = min(median_seconds(lambda: a @ b, device, 3) for _ in range(2))
+        peaks[name] = 2 * size ** 3 / seconds / 1e9
+    return peaks
+
+
+def slice_input(volume: Volume, image_size: int, index: int) -> torch.Tensor:
+    """The normalised, squared 3-slice stack around ``index`` -> (1, 3, S, S)."""
+    imap = IntensityMap("window", *CT_WINDOW)
+    stack = normalize(volume.array[max(0, index - 1) : index + 2], imap)
+    centre = min(index, 1)
+    return torch.from_numpy(fit_to_square(context_stack(stack, centre, 3), image_size, "image"))[None]
+
+
+def flops_per_slice(model: SASANModel, x: torch.Tensor) -> dict[str, float]:
+    counts = {}
+    with torch.no_grad():
+        maps, _ = model.attention("CT")(x)
+        calls = {"attention": lambda: model.attention("CT")(x), "generator": lambda: model.generator("CT", "MR")(x, maps),
+                 "segmenter": lambda: model.segmenter("MR")(x)}
+        for name, call in calls.items():
+            counter = FlopCounterMode(display=False)
+            with counter:
+                call()
+            counts[name] = counter.get_total_flops()
+    counts["full path"] = sum(counts.values())
+    return counts
+
+
+def naive_calls(model: SASANModel, x: torch.Tensor) -> dict[str, Callable[[], object]]:
+    attention, generator, segmenter = model.attention("CT"), model.generator("CT", "MR"), model.segmenter("MR")
+    maps, _ = attention(x)
+
+    def full() -> torch.Tensor:
+        stack = generator(x, attention(x)[0])
+        return segmenter(stack)
+
+    calls = {"attention": lambda: attention(x), "generator": lambda: generator(x, maps),
+             "segmenter": lambda: segmenter(x), "full path": full}
+    return {name: torch.no_grad()(call) for name, call in calls.items()}
+
+
+def our_calls(engine, x: torch.Tensor) -> dict[str, Callable[[], object]]:
+    prepared = engine.prepare_input(x)
+    maps = engine.attention(prepared)[0]
+
+    def full() -> torch.Tensor:
+        centre, _ = engine.translate(x)
+        return engine.segment(centre.expand(-1, 3, -1, -1))
+
+    calls = {"attention": lambda: engine.attention(prepared), "generator": lambda: engine.generator(prepared, maps),
+             "segmenter": lambda: engine.segmenter(prepared), "full path": full}
+    return {name: torch.inference_mode()(call) for name, call in calls.items()}
+
+
+def psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    data_range = float(reference.max() - reference.min())
+    error = float(np.mean((reference.astype(np.float64) - test) ** 2))
+    return float("inf") if error == 0 else 10 * np.log10(data_range ** 2 / error)
+
+
+def agreement(model: SASANModel, engine, volume: Volume, image_size: int) -> dict[str, float]:
+    """Translated centre slices (PSNR over the naive output's range) and segmenter labels (fraction equal)
+    of naive vs ours on a few slices of the synthetic CT."""
+    naive_images, our_images, naive_labels, our_labels = [], [], [], []
+    indices = np.linspace(0, volume.shape[0] - 1, 4).astype(int)
+    with torch.inference_mode():
+        for index in indices:
+            x = slice_input(volume, image_size, int(index))
+            stack = model.generator("CT", "MR")(x, model.attention("CT")(x)[0])
+            naive_images.append(stack[:, 1].numpy())
+            naive_labels.append(model.segmenter("MR")(stack).argmax(1).numpy())
+            prepared = engine.prepare_input(x)
+            ours = engine.generator(prepared, engine.attention(prepared)[0]).float()
+            our_images.append(ours[:, 1].cpu().numpy())
+            our_labels.append(engine.segment(ours).argmax(1).cpu().numpy())
+    labels_equal = float(np.mean(np.concatenate(naive_labels) == np.concatenate(our_labels)))
+    return {"psnr_db": psnr(np.concatenate(naive_images), np.concatenate(our_images)), "labels_equal": labels_equal}
+
+
+def profile_ours(engine, x: torch.Tensor, rows: int = 12) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if engine.device.type == "cuda" else [])
+    calls = our_calls(engine, x)
+    calls["full path"]()
+    with profile(activities=activities) as profiler:
+        calls["full path"]()
+        sync(engine.device)
+    key = "self_cuda_time_total" if engine.device.type == "cuda" else "self_cpu_time_total"
+    return profiler.key_averages().table(sort_by=key, row_limit=rows)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which (unlike ru_maxrss) does not inherit the
+    parent's peak across fork + exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def volume_run(args: argparse.Namespace) -> dict:
+    """Translate + segment + attention maps of a 512² x N CT in this process; returns timings and peak RSS."""
+    volume = synthetic_ct(args.slices, args.in_plane)
+    rss_before = peak_rss_mb()
+    result = translate_volume(volume, args.model_file, "MR", device=args.device, precision=args.precision,
+                              threads=args.threads, batch_size=args.batch_size)
+    peak = peak_rss_mb()
+    summary = {"seconds": result.seconds, "ms_per_slice": 1000 * result.seconds / args.slices, "peak_rss_mb": peak,
+               "rss_before_mb": rss_before, "device": result.device, "precision": result.precision,
+               "batch_size": result.batch_size, "threads": result.threads, "notes": result.notes,
+               "input_mb": volume.array.nbytes / 2 ** 20}
+    if result.device.startswith("cuda"):
+        summary["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return summary
+
+
+def run_volume_in_subprocess(args: argparse.Namespace, model_file: Path) -> dict:
+    command = [sys.executable, __file__, "--volume-only", "--model-file", str(model_file), "--slices", str(args.slices),
+               "--in-plane", str(args.in_plane), "--device", args.device, "--precision", args.precision]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    if args.batch_size:
+        command += ["--batch-size", str(args.batch_size)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def compare_with_cpu(model: SASANModel, device: str, slices: int, in_plane: int) -> dict[str, float]:
+    """translate_volume of the same small CT on the CPU in fp32 and on ``device`` (automatic precision)."""
+    volume = synthetic_ct(slices, in_plane, seed=1)
+    reference = translate_volume(volume, model, "MR", device="cpu", precision="fp32")
+    other = translate_volume(volume, model, "MR", device=device)
+    maps_difference = max(int(np.abs(a.array.astype(np.int16) - b.array).max())
+                          for a, b in zip(reference.attention, other.attention))
+    return {"slices": slices, "in_plane": in_plane, "device": other.device, "precision": other.precision,
+            "psnr_db": psnr(reference.translated.array, other.translated.array),
+            "labels_equal": float(np.mean(reference.segmentation.array == other.segmentation.array)),
+            "attention_max_difference": maps_difference}
+
+
+def cpu_model_name() -> str:
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def markdown(report: dict) -> str:
+    r = report
+    lines = [f"## Inference benchmark ({r['device_kind']})", "",
+             f"{r['date']} · {r['machine']} · torch {torch.__version__} · ours: {r['precision']}, "
+             f"batch {r['batch']}, {r['threads']} thread(s) · image {r['image_size']}² · "
+             f"load average {r['load_before']:.2f} before, {r['load_after']:.2f} after"
+             + (" (shared, busy machine: timings drift, compare within this run)" if r["busy"] else ""), "",
+             f"Matmul peaks measured here: fp32 {r['peaks']['fp32']:.0f} GFLOP/s, bf16 {r['peaks']['bf16']:.0f} GFLOP/s.",
+             "", "| network | GFLOP/slice | naive ms/slice | ours ms/slice | naive/ours | naive GFLOP/s | ours GFLOP/s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, row in r["networks"].items():
+        lines.append(f"| {name} | {row['gflop']:.1f} | {row['naive_ms']:.0f} | {row['ours_ms']:.0f} | "
+                     f"{row['naive_ms'] / row['ours_ms']:.2f}x | {row['gflop'] / row['naive_ms'] * 1000:.0f} | "
+                     f"{row['gflop'] / row['ours_ms'] * 1000:.0f} |")
+    lines += ["", "Ours, full path per slice by batch size: "
+              + ", ".join(f"batch {b}: {ms:.0f} ms" for b, ms in r["batch_sweep"].items()) + ".", "",
+              f"Agreement, ours vs naive (4 slices of the synthetic CT): translated PSNR "
+              f"{r['agreement']['psnr_db']:.1f} dB, segmenter labels {100 * r['agreement']['labels_equal']:.2f} % equal "
+              "(random weights: near-tied logits make labels the hardest case).", "",
+              f"Peak RSS of the per-slice benchmark process: {r['rss_mb']:.0f} MB."]
+    c = r.get("cpu_comparison")
+    if c:
+        lines += ["", f"translate_volume on {c['device']} ({c['precision']}) vs CPU fp32, {c['in_plane']}²x{c['slices']} "
+                  f"CT: translated PSNR {c['psnr_db']:.1f} dB, labels {100 * c['labels_equal']:.2f} % equal, "
+                  f"attention maps differ by at most {c['attention_max_difference']} of 255."]
+    v = r.get("volume")
+    if v:
+        lines += ["", f"Whole volume {r['in_plane']}x{r['in_plane']}x{r['slices']} int16 CT ({v['input_mb']:.0f} MB) "
+                  f"-> translated + segmented + {r['num_maps']} attention maps: {v['seconds']:.1f} s "
+                  f"({v['ms_per_slice']:.0f} ms/slice) on {v['device']} ({v['precision']}, batch {v['batch_size']}, "
+                  f"{v['threads']} thread(s)); peak RSS {v['peak_rss_mb']:.0f} MB (target <= 2048 MB)"
+                  + (f"; GPU peak {v['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in v else "")
+                  + (f"; notes: {'; '.join(v['notes'])}" if v["notes"] else "") + "."]
+    if r.get("profile"):
+        lines += ["", "Where our full path spends its time (torch.profiler, one slice):", "", "```",
+                  r["profile"].rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str, header: str, path: Path = RESULTS) -> None:
+    """Replace the section starting with ``header`` in ``path`` (or append it)."""
+    existing = path.read_text() if path.exists() else "# Benchmark results\n"
+    lines = existing.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == header), None)
+    if start is None:
+        updated = existing.rstrip("\n") + "\n\n" + text
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        updated = "".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
+    path.write_text(updated)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="default: the free cores")
+    parser.add_argument("--batch-size", type=int, default=None, help="ours; default: automatic")
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--slices", type=int, default=300, help="whole-volume run; 0 skips it")
+    parser.add_argument("--in-plane", type=int, default=512)
+    parser.add_argument("--batch-sweep", default="1,2,4", help="batch sizes of ours to time (GPU: e.g. 1,8,32)")
+    parser.add_argument("--compare-cpu", type=int, default=0, metavar="SLICES",
+                        help="also run translate_volume on SLICES slices on the CPU (fp32) and on --device and compare")
+    parser.add_argument("--profile", action="store_true", help="add a torch.profiler table of our full path")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument("--volume-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+    if args.volume_only:
+        torch.set_num_threads(args.threads or free_cpu_cores())
+        print(json.dumps(volume_run(args)))
+        return
+
+    load_before = os.getloadavg()[0]
+    device = resolve_device(args.device)
+    threads = args.threads or free_cpu_cores()
+    torch.set_num_threads(threads)
+    dtype = resolve_precision(args.precision, device)
+    model = paper_model(args.image_size)
+    ct = synthetic_ct(8, args.in_plane)
+    x = slice_input(ct, args.image_size, 4)
+    flops = flops_per_slice(model, x)
+    log.info("measuring matmul peaks on %s", device)
+    peaks = matmul_peaks(device)
+
+    log.info("naive path (eager fp32, batch 1) and ours (%s), timed alternately", precision_name(dtype))
+    model.to(device)
+    x_device = x.to(device)
+    engine = build_engine(model, "CT", "MR", device, dtype, segmenter=True)
+    rows: dict[str, dict] = {}
+    with torch.no_grad():
+        naive = naive_calls(model, x_device)
+    with torch.inference_mode():
+        ours = our_calls(engine, x_device)
+    for name in naive:
+        naive_seconds, our_seconds = paired_median_seconds(naive[name], ours[name], device, args.repeats)
+        rows[name] = {"gflop": flops[name] / 1e9, "naive_ms": 1000 * naive_seconds, "ours_ms": 1000 * our_seconds}
+        log.info("  %s: naive %.0f ms, ours %.0f ms", name, rows[name]["naive_ms"], rows[name]["ours_ms"])
+    sweep = {}
+    for batch in (int(b) for b in args.batch_sweep.split(",")):
+        with torch.inference_mode():
+            full = our_calls(engine, x_device.expand(batch, -1, -1, -1).contiguous())["full path"]
+        sweep[batch] = 1000 * median_seconds(full, device, max(3, args.repeats // 2)) / batch
+        log.info("  ours, batch %d: %.0f ms/slice", batch, sweep[batch])
+    model.to("cpu")
+    report = {
+        "device_kind": "GPU" if device.type == "cuda" else "CPU",
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": torch.cuda.get_device_name(device) + " + " + cpu_model_name() if device.type == "cuda"
+        else f"{cpu_model_name()}, {os.cpu_count()} cores",
+        "precision": precision_name(dtype), "threads": threads, "image_size": args.image_size,
+        "batch": args.batch_size or default_batch_size(device, args.image_size, dtype),
+        "peaks": peaks, "networks": rows, "batch_sweep": sweep,
+        "agreement": agreement(model.to(device), engine, ct, args.image_size),
+        "num_maps": model.card.model_config.num_maps, "slices": args.slices, "in_plane": args.in_plane,
+        "profile": profile_ours(engine, x_device) if args.profile else "",
+    }
+    report["rss_mb"] = peak_rss_mb()
+    del engine
+    model.to("cpu")
+    if args.compare_cpu:
+        log.info("CPU fp32 vs %s on %d slices", args.device, args.compare_cpu)
+        report["cpu_comparison"] = compare_with_cpu(model, args.device, args.compare_cpu, args.in_plane)
+    if args.slices:
+        with tempfile.TemporaryDirectory() as folder:
+            model_file = bundle.save(Path(folder) / "paper.safetensors", model.card, model.networks)
+            log.info("whole volume: %dx%dx%d", args.in_plane, args.in_plane, args.slices)
+            report["volume"] = run_volume_in_subprocess(args, model_file)
+    report["load_before"], report["load_after"] = load_before, os.getloadavg()[0]
+    report["busy"] = device.type == "cpu" and max(load_before, report["load_after"]) > 0.5
+    text = markdown(report)
+    print(text)
+    if not args.no_write:
+        write_section(text, f"## Inference benchmark ({report['device_kind']})")
+        log.info("updated %s", RESULTS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Fetch the real head scans and lay them out as the head model's training data ("folder" layouts).
+
+    python scripts/head_model/fetch_and_prepare.py --real data/real --out data/head
+
+Writes ``OUT/CT/{images,labels}/cranium_train.nii.gz`` (axial slices 0..84 of the InVesalius CT),
+``OUT/CT/{images,labels}/cranium_heldout.nii.gz`` (slices 86..107, the top 22 slices: held out; slice 85
+is dropped so no training slice's 2.5D context touches them), ``OUT/MR/{images,labels}/colin27.nii.gz``
+(Colin27 T1 padded in-plane to the CT's field of view) and ``OUT/eval/`` (the whole CT with its head,
+bone and brain masks, and the MR's head and brain masks, for ``evaluate.py``). Labels: ``head_labels``.
+The real scans are fetched with ``shared/data/fetch_real_data.sh`` when ``--real`` lacks them.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import head_labels  # noqa: E402  (a sibling script module)
+
+log = logging.getLogger("head_model.prepare")
+
+REPO = Path(__file__).resolve().parents[2]
+FETCH_SCRIPT = REPO.parent / "shared" / "data" / "fetch_real_data.sh"
+HELD_OUT_FIRST_SLICE = 86          # slices 86..107 (top 20 %) are held out of training
+TRAIN_LAST_SLICE = 84              # slices 0..84 train; 85 is a gap
+CT_BRAIN_FIRST_SLICE = 44         # the orbital roofs: below, the CT carries no brain label
+SPLIT_SEED = 2                     # the trainer's subject split that sends cranium_heldout to its test set
+CT_FILES = {"ct": "ct/invesalius_cranium.nii.gz", "head": "ct/invesalius_cranium_head.nii.gz",
+            "bone": "ct/invesalius_cranium_bone.nii.gz"}
+MR_FILES = {"t1": "mr/colin27_t1.nii.gz", "brain": "mr/colin27_t1_brain.nii.gz"}
+
+
+def fetch_real_data(real: Path) -> None:
+    """Run the shared fetch script into ``real`` unless every file this recipe needs is there."""
+    needed = [real / p for p in (*CT_FILES.values(), *MR_FILES.values())]
+    if all(p.is_file() for p in needed):
+        return
+    if not FETCH_SCRIPT.is_file():
+        raise FileNotFoundError(f"the fetch script {FETCH_SCRIPT} is missing; fetch the real scans by hand into {real}")
+    log.info("fetching the real scans into %s", real)
+    subprocess.run(["bash", str(FETCH_SCRIPT), str(real)], check=True)
+
+
+def _image_like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image
+
+
+def _write(image: sitk.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path), useCompression=True)
+
+
+def _pad_in_plane(image: sitk.Image, field_of_view_mm: float) -> sitk.Image:
+    """Pad x and y symmetrically (with the image minimum) to ``field_of_view_mm``, keeping world positions."""
+    size, spacing = image.GetSize(), image.GetSpacing()
+    lower, upper = [0, 0, 0], [0, 0, 0]
+    for axis in (0, 1):
+        missing = max(0, int(round(field_of_view_mm / spacing[axis])) - size[axis])
+        lower[axis], upper[axis] = missing // 2, missing - missing // 2
+    low = float(sitk.GetArrayViewFromImage(image).min())
+    return sitk.ConstantPad(image, lower, upper, low)
+
+
+def prepare_ct(real: Path, out: Path) -> None:
+    ct = sitk.ReadImage(str(real / CT_FILES["ct"]))
+    hu = sitk.GetArrayFromImage(ct).astype(np.float32)
+    head = head_labels.ct_head(sitk.GetArrayFromImage(sitk.ReadImage(str(real / CT_FILES["head"]))))
+    bone = head_labels.ct_bone(sitk.GetArrayFromImage(sitk.ReadImage(str(real / CT_FILES["bone"]))), head)
+    brain = head_labels.ct_brain(hu, bone, CT_BRAIN_FIRST_SLICE) & head
+    labels = _image_like(head_labels.label_map(head, brain), ct)
+    for name, mask in (("head", head), ("bone", bone), ("brain", brain)):
+        _write(_image_like(mask.astype(np.uint8), ct), out / "eval" / f"ct_{name}.nii.gz")
+    _write(ct, out / "eval" / "ct.nii.gz")
+    last = ct.GetSize()[2] - 1
+    # SimpleITK slicing keeps the world position of every voxel (the origin moves with the slab).
+    for name, first, stop in (("cranium_train", 0, TRAIN_LAST_SLICE + 1),
+                              ("cranium_heldout", HELD_OUT_FIRST_SLICE, last + 1)):
+        _write(ct[:, :, first:stop], out / "CT" / "images" / f"{name}.nii.gz")
+        _write(labels[:, :, first:stop], out / "CT" / "labels" / f"{name}.nii.gz")
+    log.info("CT: head %d, bone %d, brain %d voxels; train slices 0..%d, held out %d..%d", head.sum(), bone.sum(),
+             brain.sum(), TRAIN_LAST_SLICE, HELD_OUT_FIRST_SLICE, last)
+
+
+def prepare_mr(real: Path, out: Path, field_of_view_mm: float) -> None:
+    t1 = _pad_in_plane(sitk.ReadImage(str(real / MR_FILES["t1"])), field_of_view_mm)
+    bet = _pad_in_plane(sitk.ReadImage(str(real / MR_FILES["brain"])), field_of_view_mm)
+    t1_array = sitk.GetArrayFromImage(t1).astype(np.float32)
+    head = head_labels.mr_head(t1_array)
+    brain = head_labels.mr_brain(sitk.GetArrayFromImage(bet), head)
+    t1 = sitk.Cast(t1, sitk.sitkFloat32)
+    _write(t1, out / "MR" / "images" / "colin27.nii.gz")
+    _write(_image_like(head_labels.label_map(head, brain), t1), out / "MR" / "labels" / "colin27.nii.gz")
+    for name, mask in (("head", head), ("brain", brain)):
+        _write(_image_like(mask.astype(np.uint8), t1), out / "eval" / f"mr_{name}.nii.gz")
+    log.info("MR: %s voxels, head %d, brain %d", t1.GetSize(), head.sum(), brain.sum())
+
+
+def check_split(out: Path) -> None:
+    """The trainer's subject split must hold out exactly the held-out slab (config data.split_seed)."""
+    sys.path.insert(0, str(REPO))
+    from sasan.data.layouts import find_subjects, split_subjects
+
+    train, test = split_subjects(find_subjects("folder", out / "CT", "CT"), 0.2, SPLIT_SEED)
+    if [s.id for s in test] != ["cranium_heldout"] or [s.id for s in train] != ["cranium_train"]:
+        raise RuntimeError(f"split seed {SPLIT_SEED} does not hold out cranium_heldout: test {[s.id for s in test]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", type=Path, default=REPO / "data" / "real", help="fetched real scans")
+    parser.add_argument("--out", type=Path, default=REPO / "data" / "head", help="prepared training data")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    fetch_real_data(args.real)
+    ct = sitk.ReadImage(str(args.real / CT_FILES["ct"]))
+    field_of_view = max(ct.GetSize()[i] * ct.GetSpacing()[i] for i in (0, 1))
+    prepare_ct(args.real, args.out)
+    prepare_mr(args.real, args.out, field_of_view)
+    check_split(args.out)
+    log.info("prepared %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

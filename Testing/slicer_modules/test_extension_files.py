@@ -22,7 +22,7 @@ MODULES = ("SASANSlicer", "SASANTrainer")
 
 def cmake_commands(path: Path) -> list[tuple[str, list[str]]]:
     """(command, arguments) of a CMakeLists.txt: comments dropped, quoted arguments unquoted."""
-    text = "\n".join(re.sub(r'#(?=(?:[^"]*"[^"]*")*[^"]*$).*', "", line) for line in path.read_text().splitlines())
+    text = "\n".join(re.sub(r'#(?=(?:[^"]*"[^"]*")*[^"]*$).*', "", line) for line in path.read_text(encoding="utf-8").splitlines())
     commands = []
     for match in re.finditer(r"(\w+)\s*\(((?:[^()]|\([^()]*\))*)\)", text):
         arguments = [a[1:-1] if a.startswith('"') else a for a in re.findall(r'"[^"]*"|[^\s"]+', match.group(2))]
@@ -88,7 +88,7 @@ def test_module_cmake_lists_every_script_and_resource(module):
 
 def test_s4ext_agrees_with_the_cmake_metadata():
     entries = {}
-    for line in (ROOT / "SASAN.s4ext").read_text().splitlines():
+    for line in (ROOT / "SASAN.s4ext").read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition(" ")
             entries[key] = value.strip()
@@ -102,7 +102,7 @@ def test_s4ext_agrees_with_the_cmake_metadata():
 
 
 def test_license_is_apache_2():
-    text = (ROOT / "LICENSE").read_text()
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert "Apache License" in text and "Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text
 
@@ -120,7 +120,7 @@ def test_python_files_byte_compile(path, tmp_path):
 
 def top_level_imports(path: Path) -> set[str]:
     modules = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Import):
             modules |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -187,7 +187,7 @@ ANY_WIDGET = {"enabled", "toolTip", "setVisible", "blockSignals", "connect"}
 
 @pytest.mark.parametrize("module", MODULES)
 def test_every_ui_widget_the_code_uses_exists_with_a_fitting_class(module):
-    source = (ROOT / module / f"{module}.py").read_text()
+    source = (ROOT / module / f"{module}.py").read_text(encoding="utf-8")
     widgets = ui_widgets(ROOT / module / "Resources" / "UI" / f"{module}.ui")
     uses = re.findall(r"self\.ui\.(\w+)\.(\w+)", source)
     assert uses
@@ -204,7 +204,7 @@ def test_every_ui_widget_the_code_uses_exists_with_a_fitting_class(module):
 
 
 def parameter_annotations(module: str) -> dict[str, str]:
-    tree = ast.parse((ROOT / module / f"{module}.py").read_text())
+    tree = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
     (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{module}ParameterNode"]
     return {n.target.id: ast.unparse(n.annotation) for n in cls.body if isinstance(n, ast.AnnAssign)}
 

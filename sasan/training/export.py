@@ -24,7 +24,7 @@ def read_run_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a SASAN run folder (no {CONFIG_FILE})")
-    return config_from_dict(yaml.safe_load(path.read_text()))
+    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
 def load_run_networks(run_dir: Path) -> tuple[RunConfig, SASANNetworks, dict, int]:

@@ -87,7 +87,7 @@ class Trainer:
         self.wrapped = self.dist.wrap(self.nets)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / CONFIG_FILE).write_text(resolved_yaml(config))
+            (self.run_dir / CONFIG_FILE).write_text(resolved_yaml(config), encoding="utf-8")
             write_intensity(self.run_dir, self.data.intensity)
 
     def _translator(self) -> dict[str, torch.nn.Module]:

@@ -174,6 +174,7 @@ def save(path: Union[str, Path], card: ModelCard, networks: dict[str, nn.Module]
 
     ``half`` stores floating-point tensors as fp16 (shipped models); they load back as fp32.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -188,15 +189,21 @@ def save(path: Union[str, Path], card: ModelCard, networks: dict[str, nn.Module]
     card = dataclasses.replace(card, tensor_sha256=tensor_digest(tensors))
     card.validate()
     _check_tensors(card, tensors)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise type(error)(f"{path}: cannot write into this folder ({error.strerror or error})") from None
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata={CARD_KEY: card.to_json()})
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
-        raise
+        if not isinstance(error, (OSError, SafetensorError)):  # safetensors reports a full disk as its own error
+            raise
+        reason = getattr(error, "strerror", None) or str(error)
+        raise OSError(f"{path}: could not be written ({reason}); nothing was left behind") from None
     log.info("wrote model file %s (%d tensors)", path, len(tensors))
     return path
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -60,26 +61,34 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from .data.io import read_volume, write_volume
+    from .data.io import WRITABLE_SUFFIXES, check_finite, check_writable, read_volume, volume_suffix, write_volumes
     from .inference import translate_volume
 
     outputs = [Path(args.output)] + ([Path(args.segmentation)] if args.segmentation else [])
     for path in outputs:  # refuse before hours of work, not after
+        if volume_suffix(path, WRITABLE_SUFFIXES) is None:
+            raise ValueError(f"{path}: cannot write this format; use one of {', '.join(WRITABLE_SUFFIXES)}")
         if path.exists() and not args.overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+        check_writable(path)
+    if args.attention:
+        first_map = Path(args.attention) / "attention_01.nii.gz"
+        if first_map.exists() and not args.overwrite:
+            raise FileExistsError(f"{args.attention} already holds attention maps; pass --overwrite to replace them")
+        check_writable(first_map)
     volume = read_volume(args.input)
+    check_finite(volume, args.input)
     result = translate_volume(volume, args.model, args.to, source=args.source, device=args.device,
                               segment=bool(args.segmentation), attention=bool(args.attention),
                               batch_size=args.batch_size, threads=args.threads,
                               progress=_progress_printer() if not args.quiet else None)
-    write_volume(result.translated, args.output, overwrite=args.overwrite)
+    written = {Path(args.output): result.translated}
     if args.segmentation and result.segmentation is not None:
-        write_volume(result.segmentation, args.segmentation, overwrite=args.overwrite)
+        written[Path(args.segmentation)] = result.segmentation
     if args.attention and result.attention:
-        folder = Path(args.attention)
-        folder.mkdir(parents=True, exist_ok=True)
         for index, maps in enumerate(result.attention, start=1):
-            write_volume(maps, folder / f"attention_{index:02d}.nii.gz", overwrite=args.overwrite)
+            written[Path(args.attention) / f"attention_{index:02d}.nii.gz"] = maps
+    write_volumes(written, overwrite=args.overwrite)  # all or nothing
     log.info("translated %s -> %s in %.1f s on %s", args.input, args.output, result.seconds, result.device)
     return 0
 
@@ -112,9 +121,33 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _phantom(args: argparse.Namespace) -> int:
+    """Generate into a hidden folder beside the output, then move it (or, with --overwrite, its files) in place."""
+    import shutil
+    import tempfile
+
     from .data.phantom import write_phantom
 
-    print(write_phantom(Path(args.output), args.subjects, args.seed, args.size))
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"{output} exists and is not a folder; choose another output")
+    used = output.is_dir() and any(output.iterdir())
+    if used and not args.overwrite:
+        raise FileExistsError(f"{output} already exists and is not empty; pass --overwrite to replace the "
+                              "phantom's files in it (nothing else is deleted)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial.", dir=output.parent))
+    try:
+        write_phantom(staging, args.subjects, args.seed, args.size)
+        if not used:
+            os.replace(staging, output)  # a missing or empty folder is replaced as a whole
+        else:
+            for file in sorted(p for p in staging.rglob("*") if p.is_file()):
+                target = output / file.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(file, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(output)
     return 0
 
 
@@ -182,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--subjects", type=int, default=10, help="subjects per modality")
     phantom.add_argument("--seed", type=int, default=0)
     phantom.add_argument("--size", type=int, default=96, help="in-plane grid size")
+    phantom.add_argument("--overwrite", action="store_true", help="replace the phantom's files in an existing folder")
     phantom.set_defaults(handler=_phantom)
     return parser
 

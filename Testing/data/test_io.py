@@ -1,4 +1,5 @@
 """Reading and writing volumes: formats, geometry, refusals with clear messages, atomic writes."""
+import locale
 import logging
 from pathlib import Path
 
@@ -59,7 +60,17 @@ def write_dicom_series(folder: Path, array: np.ndarray, spacing, origin) -> None
     image.SetOrigin(origin)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    for k in range(array.shape[0]):
+    # GDCM's writer switches the process to the C locale (ASCII default text encoding), which broke later
+    # tests reading or writing non-ASCII text in the same process: put the locale back afterwards.
+    saved_locale = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_dicom_planes(folder, image, array.shape[0], spacing, writer)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved_locale)
+
+
+def _write_dicom_planes(folder: Path, image, count: int, spacing, writer) -> None:
+    for k in range(count):
         plane = image[:, :, k]
         position = image.TransformIndexToPhysicalPoint((0, 0, k))
         for tag, value in [
@@ -215,12 +226,12 @@ def test_read_labels_maps_values_to_class_indices(tmp_path, caplog):
 
 def test_read_labels_refuses_a_mismatched_grid(tmp_path):
     image = oblique_volume()
-    write_volume(image.with_array(np.zeros(image.shape, np.uint8)), tmp_path / "same.nrrd")
+    write_volume(image.with_array(np.zeros(image.shape, np.uint16)), tmp_path / "same.nrrd")
     read_labels(tmp_path / "same.nrrd", HEART, reference=image)
-    write_volume(Volume(np.zeros((4, 5, 7), np.uint8)), tmp_path / "shape.nrrd")
+    write_volume(Volume(np.zeros((4, 5, 7), np.uint16)), tmp_path / "shape.nrrd")
     with pytest.raises(GeometryMismatchError, match=r"label array shape \(4, 5, 7\).*\(4, 5, 6\)"):
         read_labels(tmp_path / "shape.nrrd", HEART, reference=image)
-    moved = Volume(np.zeros(image.shape, np.uint8), image.spacing, (0.0, 0.0, 0.0), image.direction)
+    moved = Volume(np.zeros(image.shape, np.uint16), image.spacing, (0.0, 0.0, 0.0), image.direction)
     write_volume(moved, tmp_path / "moved.nrrd")
     with pytest.raises(GeometryMismatchError, match=r"moved\.nrrd: the label grid does not match.*origin"):
         read_labels(tmp_path / "moved.nrrd", HEART, reference=image)

@@ -5,7 +5,7 @@ before any voxel memory is allocated where the header alone tells (dimensions, c
 """
 from __future__ import annotations
 
-import gzip
+import contextlib
 import logging
 import os
 import struct
@@ -73,6 +73,8 @@ def read_volume(path: PathLike, dtype: Optional[type] = np.float32) -> Volume:
         raise VolumeReadError(f"{path}: invalid geometry in the header ({error})") from None
     if not np.all(np.isfinite(volume.direction)) or abs(np.linalg.det(volume.direction)) < 1e-6:
         raise VolumeReadError(f"{path}: the direction matrix in the header is singular or not finite")
+    if volume_suffix(path) in (".nii", ".nii.gz") and np.issubdtype(volume.array.dtype, np.floating):
+        _restore_nifti_non_finite(path, volume.array)
     if dtype is not None:
         volume.array = volume.array.astype(dtype, copy=False)
     return volume
@@ -98,28 +100,98 @@ def write_volume(volume: Volume, path: PathLike, overwrite: bool = False) -> Pat
     The file appears complete or not at all: it is written to a hidden temporary file in the same
     folder and then moved into place. Refuses an existing ``path`` unless ``overwrite``.
     """
-    path = Path(path)
+    (path,) = write_volumes({Path(path): volume}, overwrite=overwrite)
+    return path
+
+
+def write_volumes(volumes: dict[Path, Volume], overwrite: bool = False) -> list[Path]:
+    """Write several volumes all or nothing (e.g. a translation and its segmentation).
+
+    Every volume is first written to a hidden temporary file beside its target; only when all are
+    written are they moved into place. A failure (disk full, folder not writable, ...) removes the
+    temporary files and any folder this call created, and raises with a message naming the target.
+    Refuses an unknown format, or an existing target unless ``overwrite``, before writing anything.
+    """
+    targets = [Path(p) for p in volumes]
+    for path in targets:
+        if volume_suffix(path, WRITABLE_SUFFIXES) is None:
+            raise ValueError(f"{path}: cannot write this format; use one of {', '.join(WRITABLE_SUFFIXES)}")
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    new_folders = sorted({f for p in targets for f in (p.parent, *p.parent.parents) if not f.exists()},
+                         key=lambda f: len(f.parts), reverse=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, volume in zip(targets, volumes.values()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged.append((_write_hidden(volume, path), path))
+        for temporary, path in staged:
+            os.replace(temporary, path)
+    except BaseException:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        for folder in new_folders:  # deepest first; only if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return targets
+
+
+def _write_hidden(volume: Volume, path: Path) -> Path:
+    """Write ``volume`` to a new hidden temporary file beside ``path``; returns the temporary file."""
     suffix = volume_suffix(path, WRITABLE_SUFFIXES)
-    if suffix is None:
-        raise ValueError(
-            f"{path}: cannot write this format; use one of {', '.join(WRITABLE_SUFFIXES)}"
-        )
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = sitk.GetImageFromArray(_writable_array(volume.array))
     image.SetSpacing(volume.spacing)
     image.SetOrigin(volume.origin)
     image.SetDirection(tuple(float(v) for v in volume.direction.ravel()))
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
     try:
-        sitk.WriteImage(image, temporary, useCompression=suffix in COMPRESSED_SUFFIXES)
-        os.replace(temporary, path)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as error:
+        raise type(error)(f"{path}: cannot write into this folder ({error.strerror or error})") from None
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        sitk.WriteImage(image, name, useCompression=suffix in COMPRESSED_SUFFIXES)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if not isinstance(error, (OSError, RuntimeError)):  # ITK reports a full disk as RuntimeError
+            raise
+        # The same exception type, with a message naming the file instead of the hidden temporary one.
+        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[-1]
+        raise type(error)(f"{path}: could not be written ({reason}); nothing was left behind") from None
+    return temporary
+
+
+def write_text(path: PathLike, text: str) -> Path:
+    """Write a UTF-8 text file (e.g. a results table) atomically: temporary file, then rename."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(name, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        Path(name).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_writable(path: PathLike) -> None:
+    """Raise ``PermissionError`` (or another ``OSError``) unless a file can be created where ``path`` would go.
+
+    Probes the nearest existing folder on the way with a temporary file (removed at once), so that a
+    long computation is refused before it starts rather than when its result is written. Permission
+    bits are not trusted: they do not apply to root, and a read-only mount ignores them.
+    """
+    folder = Path(path).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        handle, name = tempfile.mkstemp(prefix=".sasan-write-test.", dir=folder)
+    except OSError as error:
+        raise type(error)(f"{path}: cannot write into {folder} ({error.strerror or error})") from None
+    os.close(handle)
+    os.unlink(name)
 
 
 def read_labels(path: PathLike, labels: list[LabelSpec], reference: Optional[Volume] = None) -> Volume:
@@ -135,6 +207,15 @@ def read_labels(path: PathLike, labels: list[LabelSpec], reference: Optional[Vol
         raise ValueError(f"at most 255 structures fit in uint8 class indices; got {len(values)}")
     raw = read_volume(path, dtype=None)
     data = raw.array
+    if np.issubdtype(data.dtype, np.integer):
+        info = np.iinfo(data.dtype)
+        impossible = [spec for spec in labels if not info.min <= spec.value <= info.max]
+        if impossible:
+            raise VolumeReadError(
+                f"{path}: stores {data.dtype} values ({info.min}..{info.max}), so label value "
+                f"{impossible[0].value} ({impossible[0].name!r}) can never occur in it; "
+                "is the label list meant for another dataset?"
+            )
     if np.issubdtype(data.dtype, np.floating):
         check_finite(raw, str(path))
         if not np.array_equal(data, np.round(data)):
@@ -226,23 +307,53 @@ def _check_header(path: Path, dimension: int, size: tuple[int, ...], components:
 
 def _check_nifti_complete(path: Path) -> None:
     """ITK fills a truncated NIfTI with zeros without complaint, so check the byte count ourselves."""
+    compressed = path.name.lower().endswith(".gz")
     try:
         proxy = nibabel.load(str(path)).dataobj
         expected = proxy.offset + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
     except (nibabel.filebasedimages.ImageFileError, nibabel.spatialimages.HeaderDataError, ValueError, OSError):
-        # nibabel is stricter than ITK about some headers; ITK's own reading then decides.
-        log.debug("%s: nibabel could not parse the header; skipping the completeness check", path)
+        # nibabel is stricter than ITK about some headers (ITK's own reading then decides), but it also
+        # fails on a gzip stream cut inside the header, which ITK reads as zeros: check the stream itself.
+        log.debug("%s: nibabel could not parse the header; checking only the gzip stream", path)
+        if compressed:
+            actual, complete = _gzip_payload(path)
+            if not complete:
+                raise VolumeReadError(f"{path}: the file is truncated (its gzip stream ends after {actual} bytes)")
         return
-    if not path.name.lower().endswith(".gz"):
+    if not compressed:
         actual = path.stat().st_size
     elif _gzip_trailer_size(path) == expected % 2**32:
         return  # the stored uncompressed size agrees; a truncated stream would not end with it
     else:
-        actual = _decompressed_size(path)
+        actual, _ = _gzip_payload(path)
     if actual < expected:
         raise VolumeReadError(
             f"{path}: the file is truncated ({actual} of {expected} bytes of header and voxel data)"
         )
+
+
+def _restore_nifti_non_finite(path: Path, array: np.ndarray) -> None:
+    """Put back the NaN and infinite voxels ITK's NIfTI reader silently turns into 0 (in place).
+
+    Only voxels ITK returned as exactly 0 can be affected, so files without any are not read twice.
+    ``array`` is ITK's ``(z, y, x)``; nibabel's data is ``(x, y, z)`` in the same voxel order.
+    """
+    zeros = array == 0
+    if not zeros.any():
+        return
+    try:
+        image = nibabel.load(str(path))
+        if not np.issubdtype(image.get_data_dtype(), np.floating):
+            return  # integers cannot hold NaN
+        stored = np.asarray(image.dataobj)
+    except (nibabel.filebasedimages.ImageFileError, nibabel.spatialimages.HeaderDataError, ValueError, OSError):
+        log.debug("%s: nibabel could not read the voxels; NaN voxels, if any, read as 0", path)
+        return
+    if stored.ndim != 3 or stored.shape[::-1] != array.shape:
+        return
+    stored = stored.transpose()
+    lost = zeros & ~np.isfinite(stored)
+    array[lost] = stored[lost]
 
 
 def _gzip_trailer_size(path: Path) -> int:
@@ -251,16 +362,25 @@ def _gzip_trailer_size(path: Path) -> int:
         return struct.unpack("<I", stream.read(4))[0]
 
 
-def _decompressed_size(path: Path) -> int:
-    """Bytes in a gzip stream; a stream cut short counts only what could be decompressed."""
+def _gzip_payload(path: Path) -> tuple[int, bool]:
+    """(bytes the gzip stream decompresses to, whether the stream ends properly); a stream cut short
+    counts every byte that could be decompressed. Output is discarded chunk by chunk (bounded memory)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     total = 0
     try:
-        with gzip.open(path, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                total += len(chunk)
-    except (EOFError, OSError, zlib.error):
-        log.debug("%s: gzip stream ends early after %d bytes", path, total)
-    return total
+        with open(path, "rb") as stream:
+            pending = b""
+            while not inflater.eof:
+                chunk = pending or stream.read(1 << 20)  # b"" at the end of the file drains zlib's buffers
+                output = inflater.decompress(chunk, 1 << 24)
+                total += len(output)
+                pending = inflater.unconsumed_tail
+                if not chunk and not output:
+                    break  # no input left and nothing more inside: the stream was cut short
+    except zlib.error:
+        log.debug("%s: gzip stream is corrupt after %d bytes", path, total)
+        return total, False
+    return total, inflater.eof
 
 
 def _writable_array(array: np.ndarray) -> np.ndarray:

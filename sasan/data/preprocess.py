@@ -92,8 +92,11 @@ def fit_intensity_map(
         raise NormalizationError(f"unknown normalisation method {config.method!r}; expected one of {METHODS}")
     low, high = (float(v) for v in np.percentile(values, config.percentiles))
     if high <= low:
+        coincide_at = low
         low, high = float(values.min()), float(values.max())
-        log.warning("percentiles %s coincide at %g; using the full range [%g, %g]", config.percentiles, low, low, high)
+        if high > low:  # a constant volume gets its own single warning below
+            log.warning("percentiles %s coincide at %g; using the full range [%g, %g]", config.percentiles,
+                        coincide_at, low, high)
     if high <= low:
         log.warning("constant volume (value %g): it is normalised to -1", low)
         return IntensityMap("percentile", low, low + 1.0, mean=low, std=1.0)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,8 +36,11 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
     """Write ``state`` for ``step`` atomically, then delete all but the newest ``keep`` checkpoints."""
     path = checkpoint_path(run_dir, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".step_", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".step_", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise CheckpointError(f"cannot write checkpoint {path} ({error.strerror or error})") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             torch.save(state, stream)
@@ -43,8 +48,11 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int =
             os.fsync(stream.fileno())
         os.replace(temporary, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):  # disk full, quota, ...: say which file, keep the older checkpoints
+            raise CheckpointError(f"cannot write checkpoint {path} ({error.strerror or error}); the run can "
+                                  "resume from its previous checkpoint") from None
         raise
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
@@ -82,10 +90,18 @@ def latest_checkpoint(run_dir: Path) -> Optional[Path]:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's state; ``CheckpointError`` (one line) for a damaged or foreign file."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, i.e. running the file's code: never.
+        raise CheckpointError(f"cannot read checkpoint {path}: it is not made of tensors, numbers and strings "
+                              "only, as SASAN's are (refused without running any of it)") from None
     except Exception as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
+        reason = (str(error).strip().splitlines() or [f"{type(error).__name__}: empty or cut short"])[0]
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
 
 
 def capture_rng() -> dict[str, Any]:

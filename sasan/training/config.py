@@ -305,10 +305,17 @@ def load_config(path: Union[str, Path]) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"configuration file {str(path)!r} does not exist")
     try:
-        mapping = yaml.safe_load(path.read_text()) or {}
+        mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
     return config_from_dict(mapping, base_dir=Path.cwd())
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The parser's complaint in one line, with the 1-based line and column where it noticed it."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def config_to_dict(config: RunConfig) -> dict:

@@ -33,10 +33,16 @@ class RunData:
 def prepare_run_data(config: RunConfig) -> RunData:
     """Load both domains, split by subject, and build augmented 2.5D slice datasets."""
     train, test, intensity = {}, {}, {}
+    loaded = {}
     for domain in (config.data.source, config.data.target):
         volumes = load_domain(domain, config.data, split="train")
         if not volumes:
             raise ValueError(f"no training volumes found for {domain.modality} ({domain.layout} layout)")
+        loaded[domain.modality] = volumes
+    if config.training.setup == "paired":
+        _require_pairs(loaded)
+    for domain in (config.data.source, config.data.target):
+        volumes = loaded[domain.modality]
         if not domain.labelled:  # the labels of an unlabelled domain stay unseen by training
             volumes = [PreparedVolume(v.subject, v.volume, v.axis, v.stack, None, v.intensity) for v in volumes]
         train[domain.modality] = build_slice_dataset(volumes, config.data, augment=True, seed=config.training.seed)
@@ -55,12 +61,27 @@ def prepare_run_data(config: RunConfig) -> RunData:
     return RunData(train, test, intensity)
 
 
+def _require_pairs(volumes: dict[str, list[PreparedVolume]]) -> None:
+    """The paired set-up draws the same slice index on both sides: refuse domains whose subjects or slice
+    counts differ (``volumes``: modality -> training volumes, source first)."""
+    (source, first), (target, second) = volumes.items()
+    ids = ([v.subject.id for v in first], [v.subject.id for v in second])
+    if ids[0] != ids[1]:
+        only = sorted(set(ids[0]) ^ set(ids[1]))
+        raise ValueError(f"the paired set-up needs the same co-registered subjects in both domains; {source} has "
+                         f"{', '.join(ids[0])} and {target} has {', '.join(ids[1])} (unmatched: {', '.join(only)})")
+    for a, b in zip(first, second):
+        if len(a.stack) != len(b.stack):
+            raise ValueError(f"the paired set-up needs co-registered pairs: subject {a.subject.id} has "
+                             f"{len(a.stack)} {source} slices and {len(b.stack)} {target} slices")
+
+
 def write_intensity(run_dir: Path, intensity: dict) -> None:
-    (Path(run_dir) / INTENSITY_FILE).write_text(json.dumps(intensity, indent=2))
+    (Path(run_dir) / INTENSITY_FILE).write_text(json.dumps(intensity, indent=2), encoding="utf-8")
 
 
 def read_intensity(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / INTENSITY_FILE).read_text())
+    return json.loads((Path(run_dir) / INTENSITY_FILE).read_text(encoding="utf-8"))
 
 
 def draw_batch(dataset: SliceDataset, batch_size: int, step: int, seed: int, salt: int,

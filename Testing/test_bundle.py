@@ -100,3 +100,42 @@ def test_other_direction_is_refused(tmp_path):
     model = bundle.load(bundle.save(tmp_path / "m.safetensors", card, bundle.expected_networks(card)))
     with pytest.raises(ModelFileError, match="does not translate MR to CT"):
         model.generator("MR", "CT")
+
+
+def test_postprocessing_round_trips_and_defaults_to_none(tmp_path):
+    card = tiny_card(postprocessing={"largest_foreground_component": True})
+    path = bundle.save(tmp_path / "p.safetensors", card, bundle.expected_networks(card))
+    assert bundle.load(path).card.postprocessing == {"largest_foreground_component": True}
+    assert tiny_card().postprocessing == {}
+
+
+def test_a_card_written_before_postprocessing_existed_still_loads(model_file):
+    path, _ = model_file
+    tensors = load_file(path)
+    old = {k: v for k, v in json.loads(bundle.read_card(path).to_json()).items() if k != "postprocessing"}
+    _rewrite(path, tensors, json.dumps(old))
+    assert bundle.load(path).card.postprocessing == {}
+
+
+@pytest.mark.parametrize("postprocessing, message", [
+    ({"largest_component": True}, "unknown postprocessing option 'largest_component'"),
+    ({"largest_foreground_component": 1}, "must be a bool; got 1"),
+    ({"largest_foreground_component": "yes"}, "must be a bool"),
+    (["largest_foreground_component"], "postprocessing must be an object"),
+])
+def test_malformed_postprocessing_is_refused(model_file, postprocessing, message):
+    path, _ = model_file
+    with pytest.raises(ModelFileError, match=message):
+        tiny_card(postprocessing=postprocessing).validate()
+    card_json = json.dumps({**json.loads(bundle.read_card(path).to_json()), "postprocessing": postprocessing})
+    _rewrite(path, load_file(path), card_json)
+    with pytest.raises(ModelFileError, match=message):
+        bundle.read_card(path)
+
+
+def test_saved_files_are_readable_by_everyone(tmp_path):
+    card = tiny_card()
+    path = bundle.save(tmp_path / "m.safetensors", card, bundle.expected_networks(card))
+    assert path.stat().st_mode & 0o777 == 0o644
+    bundle.save(path, card, bundle.expected_networks(card), overwrite=True)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -23,6 +23,7 @@ from sasan.inference import InferenceError, TranslationCancelled, translate_volu
 from sasan.inference import volume as inference_volume
 from sasan.inference.engine import Engine
 from sasan.inference.fast_modules import InstanceNorm, optimize_for_inference
+from sasan.inference.postprocess import keep_largest_foreground_component
 from sasan.inference.window import SliceWindow
 from sasan.training.config import NormalizationConfig
 
@@ -360,3 +361,58 @@ def test_a_single_slice_volume_translates(tiny_model):
     volume = Volume(np.linspace(-100, 300, 1 * 6 * 5, dtype=np.float32).reshape(1, 6, 5))
     result = translate_volume(volume, tiny_model, "MR", device="cpu")
     assert result.translated.shape == (1, 6, 5) and result.segmentation.shape == (1, 6, 5)
+
+
+# --- the card's post-processing -------------------------------------------------------------------------
+
+class _FixedLayoutSegmenter(torch.nn.Module):
+    """Logits (B, 3, S, S) drawing the same layout on every slice, whatever the input: a main region of
+    label 1 (columns < 40 %) touching label 2 (columns 40-55 %), and a separate blob of label 1 (rows and
+    columns 80-95 %), which stacks into a column of its own through the volume."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-1]
+        position = torch.arange(size, dtype=torch.float32) / size
+        rows, cols = position[:, None].expand(size, size), position[None, :].expand(size, size)
+        classes = torch.zeros(size, size, dtype=torch.long)
+        classes[cols < 0.4] = 1
+        classes[(cols >= 0.4) & (cols < 0.55)] = 2
+        classes[(rows >= 0.8) & (rows < 0.95) & (cols >= 0.8) & (cols < 0.95)] = 1
+        logits = torch.nn.functional.one_hot(classes, 3).permute(2, 0, 1).to(x.dtype) * 10.0
+        return logits.expand(x.shape[0], -1, -1, -1)
+
+
+def _layout_model(tiny_model, **postprocessing) -> SASANModel:
+    card = dataclasses.replace(tiny_model.card, postprocessing=postprocessing)
+    return SASANModel(card, {**tiny_model.networks, "segmenter.MR": _FixedLayoutSegmenter()})
+
+
+def test_card_postprocessing_drops_the_isolated_blob_and_keeps_the_main_component(tiny_model):
+    volume = Volume(np.linspace(-100, 300, 4 * 20 * 20, dtype=np.float32).reshape(4, 20, 20))
+    plain = translate_volume(volume, _layout_model(tiny_model), "MR", device="cpu", attention=False,
+                             precision="fp32").segmentation.array
+    blob = np.zeros(plain.shape, bool)
+    blob[:, 15:, 15:] = True
+    assert (plain[:, 16:19, 16:19] == 1).all()             # off by default: the blob (80-95 % of 20) is there
+    assert set(np.unique(plain[:, :, :8])) == {1}           # and so is the main region, labels 1 ...
+    assert set(np.unique(plain[:, :, 8:11])) >= {2}         # ... and 2
+    cleaned = translate_volume(volume, _layout_model(tiny_model, largest_foreground_component=True), "MR",
+                               device="cpu", attention=False, precision="fp32").segmentation.array
+    assert not cleaned[blob].any()
+    np.testing.assert_array_equal(cleaned[~blob], plain[~blob])
+
+
+def test_largest_foreground_component_by_hand():
+    labels = np.zeros((3, 4, 5), np.uint8)
+    labels[0:2, 0:2, 0:2] = 1
+    labels[0, 0, 2] = 2                                     # touches the 2x2x2 block by a face: kept, as label 2
+    labels[2, 3, 4] = 1                                     # alone in a corner
+    labels[2, 2, 2] = 2                                     # touches the block only by an edge: not face-connected
+    expected = labels.copy()
+    expected[2, 3, 4] = expected[2, 2, 2] = 0
+    assert keep_largest_foreground_component(labels) == 2
+    np.testing.assert_array_equal(labels, expected)
+    assert keep_largest_foreground_component(labels) == 0  # one component left: nothing changes
+    np.testing.assert_array_equal(labels, expected)
+    with pytest.raises(ValueError, match="3D"):
+        keep_largest_foreground_component(np.zeros((4, 4), np.uint8))

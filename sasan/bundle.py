@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CARD_KEY = "sasan_model_card"
 INTENDED_USE = "research; not for diagnosis"
+# Clean-up steps a card may ask for, applied to every segmentation the model makes (see
+# ``sasan.inference.postprocess``), with the type each option's value must have.
+POSTPROCESSING_OPTIONS: dict[str, type] = {"largest_foreground_component": bool}
+FILE_MODE = 0o644  # model files are meant to be shared: readable by all, like any other written file
 
 
 class ModelFileError(ValueError):
@@ -56,6 +60,7 @@ class ModelCard:
     intended_use: str = INTENDED_USE
     provenance: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
+    postprocessing: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     tensor_sha256: str = ""
 
@@ -136,6 +141,12 @@ class ModelCard:
         need(isinstance(self.segmenters, list) and all(m in self.modalities for m in self.segmenters),
              "segmenters must name modalities of this model")
         need(isinstance(self.tensor_sha256, str), "tensor_sha256 must be a string")
+        need(isinstance(self.postprocessing, dict), "postprocessing must be an object")
+        for option, value in self.postprocessing.items():
+            known = ", ".join(sorted(POSTPROCESSING_OPTIONS))
+            need(option in POSTPROCESSING_OPTIONS, f"unknown postprocessing option {option!r} (known: {known})")
+            kind = POSTPROCESSING_OPTIONS[option]
+            need(type(value) is kind, f"postprocessing.{option} must be a {kind.__name__}; got {value!r}")
 
 
 def expected_networks(card: ModelCard) -> dict[str, nn.Module]:
@@ -197,6 +208,7 @@ def save(path: Union[str, Path], card: ModelCard, networks: dict[str, nn.Module]
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata={CARD_KEY: card.to_json()})
+        os.chmod(temporary, FILE_MODE)  # mkstemp creates 0600, which would hide the model from other users
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)

@@ -5,7 +5,8 @@ map fitted to this volume (the card's recipe for the source modality), build the
 (edge slices repeated), pad-and-resize them to the model's square, run attention -> generator, keep
 the centre channel. The translated square slices feed the target's segmenter through a rolling
 window (its input is 2.5D too); logits are resized back before the argmax. Everything is written
-into arrays on the input's grid, so each result is ``volume.with_array(...)``.
+into arrays on the input's grid, so each result is ``volume.with_array(...)``. The finished
+segmentation is cleaned up as the card's ``postprocessing`` asks (``postprocess``).
 
 Progress is reported after every batch and the cancel flag is read before every batch; a cancelled
 run raises ``TranslationCancelled`` and returns nothing. When a GPU runs out of memory the batch is
@@ -37,6 +38,7 @@ from sasan.training.config import NormalizationConfig
 
 from .engine import Engine, build_engine
 from .errors import InferenceError, TranslationCancelled
+from .postprocess import apply_postprocessing
 from .runtime import default_batch_size, precision_name, resolve_device, resolve_precision, torch_threads
 from .window import SliceWindow
 
@@ -113,6 +115,8 @@ def translate_volume(
                          segment=segment, num_maps=card.model_config.num_maps if attention else 0,
                          report=report, cancel=cancel)
         run.execute()
+    if run.segmentation is not None:
+        apply_postprocessing(run.segmentation, card.postprocessing)
 
     seconds = time.perf_counter() - started
     log.info("translated %d slices %s -> %s on %s (%s, batch %d, %d threads) in %.1f s", run.count, source,

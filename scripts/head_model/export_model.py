@@ -2,11 +2,14 @@
 
     python scripts/head_model/export_model.py runs/head_ct_mr Resources/Models/head_ct_mr.safetensors
 
-The evaluation numbers are added afterwards by ``evaluate.py --write-card``.
+The card asks inference to keep only the largest connected head component of every segmentation
+(``POSTPROCESSING``): it drops the CT head holder's arcs that the T1 U-Net labels "head". The evaluation
+numbers are added afterwards by ``evaluate.py --write-card``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -16,15 +19,18 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch_and_prepare import CT_BRAIN_FIRST_SLICE, HELD_OUT_FIRST_SLICE, TRAIN_LAST_SLICE  # noqa: E402
 
+from sasan import bundle  # noqa: E402
 from sasan.training.export import export_run  # noqa: E402
 
 MAX_MEGABYTES = 25
+POSTPROCESSING = {"largest_foreground_component": True}
 
 DESCRIPTION = (
     "Head CT <-> T1 MRI translation (SASAN, unpaired, 2.5D axial, 96x96) trained on one real head CT and "
     "one real T1 head (Colin27), with a T1 U-Net that segments head and brain on real or translated T1. "
     "Coarse anatomy only: it places head, skull and brain where they are; it does not reproduce fine "
-    "tissue contrast, and it was trained on two people. Research; not for diagnosis.")
+    "tissue contrast, and it was trained on two people. Its segmentations keep only the largest connected "
+    "head component. Research; not for diagnosis.")
 
 PROVENANCE = {
     "source": "trained by the SASAN trainer with Resources/configs/head_ct_mr.yaml (scripts/head_model/train.sh)",
@@ -61,6 +67,13 @@ PROVENANCE = {
 }
 
 
+def set_postprocessing(path: Path, postprocessing: dict) -> None:
+    """Re-save the fp16 model file at ``path`` with ``postprocessing`` in its card (fp16 -> fp32 -> fp16 is exact)."""
+    model = bundle.load(path)
+    card = dataclasses.replace(model.card, postprocessing=postprocessing)
+    bundle.save(path, card, model.networks, half=True, overwrite=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -69,6 +82,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     path = export_run(args.run_dir, args.output, half=True, overwrite=True, description=DESCRIPTION,
                       provenance=PROVENANCE)
+    set_postprocessing(path, POSTPROCESSING)
     megabytes = path.stat().st_size / 2 ** 20
     if megabytes > MAX_MEGABYTES:
         raise SystemExit(f"{path} is {megabytes:.1f} MB; the shipped model must be <= {MAX_MEGABYTES} MB")

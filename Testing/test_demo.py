@@ -1,0 +1,119 @@
+"""``sasan demo`` end to end on a tiny phantom (32x32 slices, a few steps per phase), its presets and its
+refusals."""
+import contextlib
+import csv
+import io
+
+import numpy as np
+import pytest
+import yaml
+
+from sasan import bundle, cli
+from sasan.data.io import read_volume
+from sasan.demo import (CYCLEGAN_STYLE_OVERRIDES, FULL_PRESET, METHODS, PRESET_FOLDER, demo_configs, load_preset,
+                        merge, run_demo)
+from sasan.evaluation import SUMMARY_COLUMNS
+from sasan.training.config import config_from_dict
+
+STRUCTURES = ["LV myocardium", "LA blood", "LV blood", "ascending aorta"]
+TINY = {"data": {"image_size": 32, "phantom_subjects": 3, "phantom_size": 32},
+        "model": {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
+                  "decoder_widths": [8, 8, 4], "head_width": 4, "spade_hidden": 4,
+                  "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
+                  "segmenter_width": 4, "segmenter_depth": 2},
+        "training": {"steps": 6, "pretrain_attention_steps": 3, "segmenter_steps": 8, "threads": 1,
+                     "log_every": 2}}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """(output folder, printed text, phantom cache folder) of one tiny demo run."""
+    folder = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SASAN_CACHE", str(folder / "cache"))
+        output = folder / "output"
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert run_demo(output, quick=True, config_overrides=TINY) == 0
+        yield output, printed.getvalue(), folder / "cache"
+
+
+def test_results_csv_has_one_row_per_method_and_structure(demo):
+    output, _, _ = demo
+    with open(output / "results.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == SUMMARY_COLUMNS
+    assert [(r["method"], r["structure"]) for r in rows] == [(m, s) for m in METHODS for s in STRUCTURES + ["mean"]]
+    for row in rows:
+        assert 0.0 <= float(row["dice_mean"]) <= 1.0 and float(row["assd_mean"]) >= 0.0
+
+
+def test_the_printed_table_has_the_four_rows_and_says_where_things_are(demo):
+    output, printed, _ = demo
+    table_rows = [line.split("|")[1].strip() for line in printed.splitlines() if line.startswith("| ")]
+    assert table_rows[0] == "Method" and table_rows[2:] == list(METHODS)
+    model_file = output / "models" / "sasan_ct_to_mr.safetensors"
+    assert str(model_file) in printed and str(output / "figures") in printed
+
+
+def test_outputs_lie_on_the_input_grid_and_the_model_is_complete(demo):
+    output, _, cache = demo
+    segmentations = sorted((output / "volumes").glob("*/*_segmentation.nii.gz"))
+    assert sorted({p.parent.name for p in segmentations}) == ["cyclegan_style", "histogram_matching", "sasan",
+                                                            "w_o_adaptation"]
+    for path in segmentations + sorted((output / "volumes").glob("*/*_translated.nii.gz")):
+        subject = path.name.rsplit("_", 1)[0]
+        (ct_file,) = cache.glob(f"*/CT/images/{subject}.nii.gz")
+        ct = read_volume(ct_file)
+        assert read_volume(path, dtype=None).same_geometry(ct), path
+    assert len(list((output / "figures").glob("sasan_*.png"))) == len(segmentations) // 4
+    sasan = bundle.load(output / "models" / "sasan_ct_to_mr.safetensors")
+    assert sasan.attention("CT") is not None and sasan.segmenter("MR") is not None
+    baseline = bundle.load(output / "models" / "cyclegan_style_ct_to_mr.safetensors")
+    assert baseline.attention("CT") is None
+    # one U-Net serves every row: both model files carry the same weights
+    for a, b in zip(sasan.segmenter("MR").state_dict().values(), baseline.segmenter("MR").state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_an_existing_output_is_refused_then_replaced_with_overwrite(demo, caplog):
+    output, _, _ = demo
+    (output / "my_notes.txt").write_text("mine")
+    assert cli.main(["demo", "--quick", "--output", str(output)]) == 2
+    assert "already exists" in caplog.text and "--overwrite" in caplog.text
+    before = (output / "results.csv").stat().st_mtime_ns
+    assert run_demo(output, quick=True, overwrite=True, config_overrides=TINY) == 0
+    assert (output / "results.csv").stat().st_mtime_ns > before
+    assert (output / "my_notes.txt").read_text() == "mine"
+
+
+def test_a_file_as_output_folder_exits_with_status_2(tmp_path):
+    (tmp_path / "file").write_text("")
+    assert cli.main(["demo", "--quick", "--output", str(tmp_path / "file")]) == 2
+
+
+def test_merge_replaces_leaves_and_merges_mappings():
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": 3}
+    merged = merge(base, {"a": {"c": [9]}, "e": 4})
+    assert merged == {"a": {"b": 1, "c": [9]}, "d": 3, "e": 4} and base["a"]["c"] == [1, 2]
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_presets_build_the_three_runs(quick):
+    configs = demo_configs(load_preset(quick)[0])
+    assert configs.segmenter.training.segmenter_steps > 0
+    assert configs.sasan.training.segmenter_steps == 0 and configs.sasan.model.attention
+    baseline = configs.cyclegan_style
+    assert not baseline.model.attention and baseline.training.pretrain_attention_steps == 0
+    assert baseline.training.steps == configs.sasan.training.steps  # the same budget
+    assert all(c.training.threads >= 1 for c in (configs.segmenter, configs.sasan, baseline))
+
+
+def test_the_cyclegan_style_config_file_is_the_demo_preset_without_attention():
+    demo_mapping = load_preset(quick=False)[0]
+    assert (PRESET_FOLDER / FULL_PRESET).is_file()
+    shipped = yaml.safe_load((PRESET_FOLDER / "phantom_cyclegan_style.yaml").read_text())
+    expected = merge(demo_mapping, merge(CYCLEGAN_STYLE_OVERRIDES, {"name": shipped["name"],
+                                                                     "output": shipped["output"]}))
+    assert config_from_dict(shipped) == config_from_dict(expected)

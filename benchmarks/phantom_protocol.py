@@ -1,0 +1,127 @@
+"""The demo's full protocol on the phantom, timed, with its table recorded in benchmarks/RESULTS.md.
+
+    .venv/bin/python benchmarks/phantom_protocol.py            # full preset (phantom_demo.yaml)
+    .venv/bin/python benchmarks/phantom_protocol.py --quick    # the quick preset
+
+Runs ``sasan demo`` (MR U-Net, "W/o adaptation", "Histogram matching", "CycleGAN-style", SASAN) into
+``--output`` (replacing the results of a previous benchmark there), then writes a section per mode into
+RESULTS.md: date, machine, load, wall and CPU time, the demo's table, and the aims (no adaptation <= 0.2
+mean Dice, SASAN >= 0.75 and above the CycleGAN-style baseline) with whether each was met. A busy
+machine stretches the wall time, not the CPU time: both are recorded. This is a script, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import logging
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inference import cpu_model_name, write_section  # noqa: E402  (benchmarks/inference.py)
+from sasan.baselines import UntranslatedSegmenter  # noqa: E402
+from sasan.data.domains import load_domain  # noqa: E402
+from sasan.data.geometry import from_slice_stack  # noqa: E402
+from sasan.demo import CYCLEGAN_STYLE, NO_ADAPTATION, SASAN, run_demo  # noqa: E402
+from sasan.evaluation import MEAN_STRUCTURE, markdown_table  # noqa: E402
+from sasan.metrics import segmentation_scores  # noqa: E402
+from sasan.training.export import load_run_networks  # noqa: E402
+
+log = logging.getLogger("benchmarks.phantom_protocol")
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+AIM_NO_ADAPTATION = 0.2
+AIM_SASAN = 0.75
+
+
+def read_summary(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in ("dice_mean", "dice_std", "assd_mean", "assd_std"):
+            row[key] = float(row[key])
+    return rows
+
+
+def mean_dice(summary: list[dict], method: str) -> float:
+    return next(row["dice_mean"] for row in summary if row["method"] == method and row["structure"] == MEAN_STRUCTURE)
+
+
+def unet_ceiling(run_dir: Path) -> float:
+    """Mean Dice of the demo's MR U-Net on the held-out *real* MR volumes: the best any row can hope for."""
+    config, networks, _, _ = load_run_networks(run_dir)
+    target = config.data.target
+    unet = UntranslatedSegmenter(networks.segmenter, config.data.image_size, config.data.context, config.data.axis)
+    names = [label.name for label in config.data.labels]
+    means = []
+    for item in load_domain(target, config.data, split="test"):
+        scores = segmentation_scores(unet(item.volume, target.normalization).array,
+                                     from_slice_stack(item.labels, item.axis), names, item.volume.spacing)
+        means.append(sum(s["dice"] for s in scores.values()) / len(scores))
+    return sum(means) / len(means)
+
+
+def aims(summary: list[dict]) -> list[str]:
+    """One line per aim of the issue, with the value reached and whether it was met."""
+    plain, sasan, baseline = (mean_dice(summary, m) for m in (NO_ADAPTATION, SASAN, CYCLEGAN_STYLE))
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+    return [f"- W/o adaptation mean Dice {plain:.3f} (aim <= {AIM_NO_ADAPTATION}): {verdict(plain <= AIM_NO_ADAPTATION)}",
+            f"- SASAN mean Dice {sasan:.3f} (aim >= {AIM_SASAN}): {verdict(sasan >= AIM_SASAN)}",
+            f"- SASAN above CycleGAN-style ({sasan:.3f} vs {baseline:.3f}): {verdict(sasan > baseline)}"]
+
+
+def section(mode: str, summary: list[dict], ceiling: float, started: datetime.datetime, wall: float, cpu: float,
+            loads: tuple[float, float], output: Path) -> str:
+    structures = list(dict.fromkeys(row["structure"] for row in summary if row["structure"] != MEAN_STRUCTURE))
+    busy = max(loads) > 0.5 * (os.cpu_count() or 1)
+    lines = [f"## Phantom protocol ({mode})", "",
+             f"{started:%Y-%m-%d %H:%M} · {cpu_model_name()}, {os.cpu_count()} cores · {platform.system()} · "
+             f"torch {torch.__version__} · load average {loads[0]:.2f} before, {loads[1]:.2f} after"
+             + (" (shared, busy machine: the wall time is stretched by other jobs; the CPU time is this run's)"
+                if busy else ""), "",
+             f"Wall time {wall / 60:.1f} min; CPU time of this process {cpu / 60:.1f} min. "
+             f"Command: `sasan demo{' --quick' if mode == 'quick' else ''}` (outputs in `{output}`).", "",
+             "Held-out CT volumes of the phantom, Dice and ASSD (mm) mean ± std over volumes; the MR U-Net "
+             "trained once on real MR serves every row.", "",
+             markdown_table(summary, structures).rstrip(), "", *aims(summary),
+             f"- For reference, the MR U-Net on the held-out real MR volumes: mean Dice {ceiling:.3f} "
+             "(the ceiling of every row)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the quick preset instead of the full one")
+    parser.add_argument("--output", default="runs/phantom_protocol_benchmark", help="the demo's output folder")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    mode = "quick" if args.quick else "full"
+    output = Path(args.output) / mode
+    started, load_before = datetime.datetime.now(), os.getloadavg()[0]
+    wall_start = time.monotonic()
+    run_demo(output, quick=args.quick, overwrite=True)
+    wall = time.monotonic() - wall_start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    ceiling = unet_ceiling(output / "runs" / "mr_unet")
+    cpu = usage.ru_utime + usage.ru_stime
+    text = section(mode, read_summary(output / "results.csv"), ceiling, started, wall, cpu,
+                   (load_before, os.getloadavg()[0]), output)
+    print(text)
+    if not args.no_write:
+        write_section(text, f"## Phantom protocol ({mode})", RESULTS)
+        log.info("updated %s", RESULTS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""``sasan demo``: the paper's domain-adaptation protocol on the embedded phantom, end to end.
+
+Source CT (unlabelled for training; its held-out labels only score), target MR (labelled):
+
+1. the phantom is generated (once, into the cache ``$SASAN_CACHE``);
+2. one MR U-Net is trained on real MR slices (a segmenter run) and serves every row below;
+3. "W/o adaptation" (CT normalised as CT into the MR U-Net) and "Histogram matching" (CT matched to
+   the MR training histogram, normalised as MR) are scored;
+4. SASAN CT -> MR is trained and exported with the shared U-Net: the model file the user is pointed to;
+5. "CycleGAN-style": the same trainer without attention (no auxiliary, regularisation or
+   segmentation-GAN losses), exported with the shared U-Net;
+6. both translate the held-out CTs, which are segmented and scored in their original geometry.
+
+Outputs under the output folder: ``runs/`` (training runs), ``models/`` (model files), ``volumes/<method>/``
+(NIfTI translations and segmentations), ``figures/`` (SASAN, one per volume, with attention maps),
+``results.csv`` and ``results.md``. The table is printed on stdout; progress is logged throughout.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from sasan import bundle
+from sasan.baselines import UntranslatedSegmenter, histogram_matching, no_adaptation, reference_quantiles
+from sasan.data.domains import load_domain
+from sasan.inference.runtime import free_cpu_cores
+from sasan.protocol import (FIGURES_DIR, RESULTS_CSV, RESULTS_MARKDOWN, VOLUMES_DIR, HeldOutVolume,
+                            ProtocolResult, held_out_volumes, prepare_output_folder, run_methods, translation_method,
+                            write_reports)
+from sasan.training.checkpoint import list_checkpoints
+from sasan.training.config import RunConfig, config_from_dict
+from sasan.training.export import export_run, load_run_networks
+from sasan.training.segmenter import train_segmenter
+from sasan.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+PRESET_FOLDER = Path(__file__).resolve().parents[1] / "Resources" / "configs"
+QUICK_PRESET = "phantom_quick.yaml"
+FULL_PRESET = "phantom_demo.yaml"
+# Wall time of the whole demo on 2 otherwise idle CPU cores, measured with the presets above; a
+# machine busy with other work takes proportionally longer.
+EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 30 minutes"}
+
+NO_ADAPTATION = "W/o adaptation"
+HISTOGRAM_MATCHING = "Histogram matching"
+CYCLEGAN_STYLE = "CycleGAN-style"
+SASAN = "SASAN"
+METHODS = (NO_ADAPTATION, HISTOGRAM_MATCHING, CYCLEGAN_STYLE, SASAN)
+
+# The attention-free baseline: the same generator and discriminators with plain instance norms, and
+# every loss that needs attention maps switched off (the paper's CycleGAN comparison, same budget).
+CYCLEGAN_STYLE_OVERRIDES = {
+    "model": {"attention": False},
+    "losses": {"use_auxiliary": False, "use_regularization": False, "use_segmentation_discriminator": False},
+    "training": {"pretrain_attention_steps": 0},
+}
+
+
+@dataclass
+class DemoConfigs:
+    """The three training runs of the demo, all from one preset."""
+
+    segmenter: RunConfig    # the MR U-Net alone (its segmenter_steps)
+    sasan: RunConfig        # SASAN CT -> MR, no U-Net of its own
+    cyclegan_style: RunConfig
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """A deep copy of ``base`` with ``overrides`` merged in, mapping by mapping (other values replaced)."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def demo_configs(preset: dict, overrides: Optional[dict] = None) -> DemoConfigs:
+    """Build the demo's runs from a preset mapping (a phantom CT -> MR run configuration).
+
+    The preset's ``segmenter_steps`` train the shared U-Net; the translators train no U-Net of their own.
+    ``training.threads: 0`` becomes the number of currently free CPU cores.
+    """
+    mapping = merge(preset, overrides or {})
+    translator = merge(mapping, {"training": {"segmenter_steps": 0}})
+    configs = DemoConfigs(
+        segmenter=config_from_dict(merge(mapping, {"name": "phantom_mr_unet"})),
+        sasan=config_from_dict(merge(translator, {"name": "phantom_sasan"})),
+        cyclegan_style=config_from_dict(merge(merge(translator, CYCLEGAN_STYLE_OVERRIDES),
+                                              {"name": "phantom_cyclegan_style"})),
+    )
+    for config in (configs.segmenter, configs.sasan, configs.cyclegan_style):
+        if config.data.source.layout != "phantom" or config.data.target.layout != "phantom":
+            raise ValueError("the demo runs on the embedded phantom: data.source/target.layout must be 'phantom'")
+        if not config.data.target.labelled:
+            raise ValueError("the demo needs labelled MR (data.target.labelled: true)")
+        if config.training.threads == 0:
+            config.training.threads = free_cpu_cores()
+    if configs.segmenter.training.segmenter_steps < 1:
+        raise ValueError("the demo preset needs training.segmenter_steps >= 1 for the MR U-Net")
+    return configs
+
+
+def load_preset(quick: bool, preset: Optional[Path] = None) -> tuple[dict, Path]:
+    """The preset mapping (``preset`` if given, else the quick or full phantom preset) and its path."""
+    path = Path(preset) if preset is not None else PRESET_FOLDER / (QUICK_PRESET if quick else FULL_PRESET)
+    if not path.is_file():
+        raise FileNotFoundError(f"demo preset {path} not found (the demo runs from a SASAN source checkout)")
+    mapping = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{path}: expected a run configuration mapping")
+    return mapping, path
+
+
+class _Stages:
+    """Numbered stage headings with the elapsed time, so a long run shows where it is."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.number, self.started = total, 0, time.monotonic()
+
+    def begin(self, title: str) -> None:
+        self.number += 1
+        log.info("[%d/%d] %s (%.0f s elapsed)", self.number, self.total, title, self.elapsed())
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def _forget_previous_run(run_dir: Path) -> None:
+    """Delete the checkpoints a previous demo left in its own run folder (reached only with --overwrite)."""
+    for checkpoint in list_checkpoints(run_dir):
+        log.info("replacing the previous demo run's checkpoint %s", checkpoint)
+        checkpoint.unlink()
+
+
+def _score_baselines(configs: DemoConfigs, segmenter_run: Path, volumes: list[HeldOutVolume], output: Path,
+                     device: str, overwrite: bool) -> ProtocolResult:
+    """The "W/o adaptation" and "Histogram matching" rows, with the U-Net of ``segmenter_run``."""
+    config = configs.sasan
+    _, networks, _, _ = load_run_networks(segmenter_run)
+    unet = UntranslatedSegmenter(networks.segmenter, config.data.image_size, config.data.context,
+                                 config.data.axis, device)
+    training_targets = load_domain(config.data.target, config.data, split="train")
+    reference = reference_quantiles([item.volume.array for item in training_targets])
+    methods = {NO_ADAPTATION: no_adaptation(unet, config.data.source.normalization),
+               HISTOGRAM_MATCHING: histogram_matching(unet, config.data.target.normalization, reference)}
+    return run_methods(methods, volumes, config.data.labels, output, target=config.data.target.modality,
+                       overwrite=overwrite)
+
+
+def _train_and_export(method: str, config: RunConfig, run_dir: Path, model_file: Path, segmenter_run: Path,
+                      mode: str, overwrite: bool) -> Path:
+    """Train one translator and export it with the shared U-Net; returns the model file."""
+    _forget_previous_run(run_dir)
+    Trainer(config, run_dir).fit()
+    source, target = config.data.source.modality, config.data.target.modality
+    return export_run(run_dir, model_file, segmenter_run=segmenter_run, overwrite=overwrite,
+                      description=f"{method} {source} -> {target} trained by `sasan demo` ({mode}) on the "
+                                  "embedded phantom; for trying the tools, not for real images",
+                      provenance={"source": "sasan demo", "data": f"phantom ({config.data.phantom_subjects} subjects)"})
+
+
+def run_demo(output: Path, quick: bool = False, overwrite: bool = False, *, preset: Optional[Path] = None,
+             config_overrides: Optional[dict] = None, device: str = "auto") -> int:
+    """Run the whole demo into ``output`` and print its table; returns the exit status (0).
+
+    ``preset`` replaces the quick / full preset file; ``config_overrides`` are merged into it (the tests
+    shrink the run this way). Refuses a non-empty ``output`` unless ``overwrite``.
+    """
+    mode = "quick" if quick else "full"
+    mapping, preset_path = load_preset(quick, preset)
+    configs = demo_configs(mapping, config_overrides)
+    output = prepare_output_folder(Path(output), overwrite)
+    data = configs.sasan.data
+    source, target = data.source.modality, data.target.modality
+    expected = EXPECTED_DURATION[mode] if preset is None and not config_overrides else "unknown (custom preset)"
+    log.info("SASAN demo, %s mode (preset %s): expected duration %s on 2 free CPU cores; %d thread(s); "
+             "output folder %s", mode, preset_path.name, expected, configs.sasan.training.threads, output)
+    stages = _Stages(6)
+
+    stages.begin(f"phantom data: {data.phantom_subjects} {source} and {target} subjects, "
+                 f"{data.phantom_size} voxels across")
+    volumes = held_out_volumes(configs.sasan)
+
+    stages.begin(f"training the {target} U-Net on real {target} slices "
+                 f"({configs.segmenter.training.segmenter_steps} steps)")
+    segmenter_run = output / "runs" / f"{target.lower()}_unet"
+    _forget_previous_run(segmenter_run)
+    train_segmenter(configs.segmenter, segmenter_run)
+
+    stages.begin(f"scoring the held-out {source} volumes without adaptation and with histogram matching")
+    results = [_score_baselines(configs, segmenter_run, volumes, output, device, overwrite)]
+
+    model_files = {}
+    for method, config, slug in ((SASAN, configs.sasan, "sasan"),
+                                 (CYCLEGAN_STYLE, configs.cyclegan_style, "cyclegan_style")):
+        stages.begin(f"training {method} {source} -> {target} "
+                     f"({config.training.pretrain_attention_steps + config.training.steps} steps)")
+        model_files[method] = _train_and_export(
+            method, config, output / "runs" / slug,
+            output / "models" / f"{slug}_{source.lower()}_to_{target.lower()}.safetensors", segmenter_run, mode,
+            overwrite)
+
+    stages.begin(f"translating, segmenting and scoring the {len(volumes)} held-out {source} volumes")
+    for method in (CYCLEGAN_STYLE, SASAN):
+        model = bundle.load(model_files[method])
+        results.append(run_methods({method: translation_method(model, source, target, device=device)}, volumes,
+                                   data.labels, output, target=target, figure_methods={SASAN}, overwrite=overwrite))
+
+    tables = write_reports(_combine(results), output, [label.name for label in data.labels],
+                           f"SASAN demo on the phantom ({mode}): {source} -> {target}")
+    _print_summary(tables, stages.elapsed(), mode, model_files[SASAN], output, target)
+    return 0
+
+
+def _print_summary(tables: str, seconds: float, mode: str, model_file: Path, output: Path, target: str) -> None:
+    """The command's result on stdout: the tables and where everything went."""
+    print()
+    print(tables)
+    print(f"Finished in {seconds / 60:.1f} min ({mode} mode).")
+    print(f"SASAN model file:  {model_file}")
+    print(f"volumes (NIfTI):   {output / VOLUMES_DIR}")
+    print(f"figures:           {output / FIGURES_DIR}")
+    print(f"tables:            {output / RESULTS_CSV}, {output / RESULTS_MARKDOWN}")
+    print(f"try it:            sasan translate CT.nii.gz --model {model_file} --to {target} "
+          "-o translated.nii.gz --segmentation segmentation.nii.gz")
+
+
+def _combine(results: list[ProtocolResult]) -> ProtocolResult:
+    """One result with the rows ordered by ``METHODS`` (the table's row order)."""
+    combined = ProtocolResult()
+    for result in results:
+        combined.volumes += result.volumes
+        combined.figures += result.figures
+        combined.segmentation_rows += result.segmentation_rows
+        combined.image_rows += result.image_rows
+    order = {method: index for index, method in enumerate(METHODS)}
+    combined.segmentation_rows.sort(key=lambda row: order.get(row.method, len(order)))
+    return combined

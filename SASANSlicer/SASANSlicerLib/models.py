@@ -31,6 +31,10 @@ class ModelEntry:
     path: Path
 
 
+# The shipped real head CT <-> T1 MRI model: listed first, so it is what a new user gets.
+DEFAULT_MODEL = "head_ct_mr"
+
+
 def model_folders(module_dir: Path) -> list[Path]:
     """Existing ``Resources/Models`` folders beside the module or the engine, without duplicates.
 
@@ -50,12 +54,21 @@ def model_folders(module_dir: Path) -> list[Path]:
 
 
 def find_models(folders: list[Path]) -> list[ModelEntry]:
-    """Every ``*.safetensors`` file in ``folders``, named by file stem, sorted by name (first folder wins)."""
+    """Every ``*.safetensors`` file in ``folders`` (first folder wins for a file name), named by its model
+    card's name (the file stem when the card cannot be read); the default model first, then by name."""
     entries: dict[str, ModelEntry] = {}
     for folder in folders:
         for path in sorted(folder.glob(f"*{MODEL_SUFFIX}")):
-            entries.setdefault(path.stem, ModelEntry(path.stem, path))
-    return [entries[name] for name in sorted(entries, key=str.lower)]
+            entries.setdefault(path.stem, ModelEntry(_display_name(path), path))
+    return sorted(entries.values(), key=lambda entry: (entry.path.stem != DEFAULT_MODEL, entry.name.lower()))
+
+
+def _display_name(path: Path) -> str:
+    try:
+        name = read_model_card(path).get("name")
+    except ModelFileError:
+        return path.stem
+    return name if isinstance(name, str) and name else path.stem
 
 
 def read_safetensors_metadata(path: Path) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Model selector and card: shipped models found by folder, safetensors header read without torch."""
 import json
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,18 @@ def test_shipped_models_are_listed_by_name_from_module_and_source_tree_folders(t
     names = [entry.name for entry in entries if entry.path.parent == source_tree / "Resources" / "Models"]
     assert names == ["Brats", "mmwhs_ct_mr"]
     assert ModelEntry("Brats", source_tree / "Resources" / "Models" / "Brats.safetensors") in entries
+
+
+def test_models_are_named_by_their_card_and_the_head_model_comes_first(tmp_path):
+    folder = tmp_path / "Models"
+    folder.mkdir()
+    write_safetensors(folder / "a_cardiac.safetensors", {CARD_KEY: json.dumps({"name": "Cardiac CT to MR"})})
+    write_safetensors(folder / "head_ct_mr.safetensors", {CARD_KEY: json.dumps({"name": "Head CT <-> T1 MR"})})
+    write_safetensors(folder / "broken.safetensors", {CARD_KEY: "{not json"})
+    assert [entry.name for entry in find_models([folder])] == ["Head CT <-> T1 MR", "broken", "Cardiac CT to MR"]
+
+
+def test_the_shipped_head_model_is_the_default():
+    shipped = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+    first = find_models([shipped])[0]
+    assert first.path.stem == "head_ct_mr" and first.name == read_model_card(first.path)["name"]

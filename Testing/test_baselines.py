@@ -119,11 +119,3 @@ def test_baseline_methods_normalise_as_told_and_histogram_matching_returns_its_m
     assert matched.translated.same_geometry(volume)
     np.testing.assert_array_equal(matched.segmentation.array, matched.translated.array > 0)
 
-
-def test_a_model_without_a_segmenter_is_refused():
-    from types import SimpleNamespace
-
-    card = SimpleNamespace(name="no-unet", segmenters=[])
-    model = SimpleNamespace(card=card, segmenter=lambda modality: None)
-    with pytest.raises(BaselineError, match="no MR segmenter"):
-        UntranslatedSegmenter.from_model(model, "MR")

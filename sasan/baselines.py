@@ -1,9 +1,9 @@
 """The comparison rows of the protocol that need no translator: no adaptation and histogram matching.
 
 Both feed an *untranslated* volume to the target modality's U-Net, slice-wise and 2.5D exactly as
-inference feeds it translated slices: the model's slicing plane, a context stack of
-adjacent slices (edge slices repeated), pad-to-square and resize to the card's size, logits resized
-back before the argmax. Only the intensity normalisation differs:
+inference feeds it translated slices: the slicing plane, a context stack of adjacent slices (edge
+slices repeated), pad-to-square and resize to the network's input size, logits resized back before
+the argmax. Only the intensity normalisation differs:
 
 - "W/o adaptation": the source volume with the *source* modality's normalisation (what the U-Net
   would see if one simply ran it on the other modality).
@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from sasan.bundle import SASANModel
 from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
 from sasan.data.preprocess import fit_intensity_map, normalize
 from sasan.data.volume import Volume
@@ -27,7 +26,7 @@ from sasan.inference.runtime import resolve_device
 from sasan.protocol import Method, MethodOutput
 from sasan.training.config import NormalizationConfig
 
-REFERENCE_QUANTILES = 4097  # enough to follow a histogram closely, small enough to store per modality
+REFERENCE_QUANTILES = 4097  # follows a histogram closely without keeping every reference voxel
 _SEGMENT_BATCH = 8
 
 
@@ -70,7 +69,7 @@ def histogram_match(array: np.ndarray, reference: np.ndarray) -> np.ndarray:
         raise BaselineError("cannot histogram-match an empty array")
     if values.size == 1:
         return np.full(values.shape, np.median(reference), dtype=np.float32)
-    unique, inverse, counts = np.unique(values.ravel(), return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(values.ravel(), return_inverse=True, return_counts=True)
     first_rank = np.cumsum(counts) - counts
     fractions = (first_rank + (counts - 1) / 2.0) / (values.size - 1)
     matched = np.interp(fractions, np.linspace(0.0, 1.0, reference.size), reference)
@@ -92,20 +91,13 @@ class UntranslatedSegmenter:
     device: str = "cpu"
     batch_size: int = _SEGMENT_BATCH
 
-    @classmethod
-    def from_model(cls, model: SASANModel, modality: str, device: str = "cpu") -> "UntranslatedSegmenter":
-        """The ``modality`` U-Net of a model file, with the card's input size, context and plane."""
-        network = model.segmenter(modality)
-        if network is None:
-            have = ", ".join(model.card.segmenters) or "no modality"
-            raise BaselineError(f"model {model.card.name!r} has no {modality} segmenter (it has one for {have})")
-        return cls(network, model.card.image_size, model.card.context, model.card.slicing_axis, device)
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise BaselineError(f"batch_size must be a positive integer; got {self.batch_size}")
 
     def __call__(self, volume: Volume, normalization: NormalizationConfig) -> Volume:
         """uint8 class indices ``(z, y, x)`` on ``volume``'s grid; ``normalization`` is fitted to this volume
         and maps it to [-1, 1]. The network is moved to ``device``."""
-        if self.batch_size < 1:
-            raise BaselineError(f"batch_size must be a positive integer; got {self.batch_size}")
         device = resolve_device(self.device)
         axis = slicing_axis(volume, self.plane)
         stack = normalize(to_slice_stack(volume.array, axis), fit_intensity_map(volume.array, normalization))

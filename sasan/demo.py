@@ -46,7 +46,7 @@ QUICK_PRESET = "phantom_quick.yaml"
 FULL_PRESET = "phantom_demo.yaml"
 # Wall time of the whole demo on 2 otherwise idle CPU cores, measured with the presets above; a
 # machine busy with other work takes proportionally longer.
-EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 30 minutes"}
+EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 25 minutes"}
 
 NO_ADAPTATION = "W/o adaptation"
 HISTOGRAM_MATCHING = "Histogram matching"

@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 PRESET_FOLDER = Path(__file__).resolve().parents[1] / "Resources" / "configs"
 QUICK_PRESET = "phantom_quick.yaml"
 FULL_PRESET = "phantom_demo.yaml"
-# Wall time of the whole demo on 2 otherwise idle CPU cores, measured with the presets above; a
-# machine busy with other work takes proportionally longer.
+# Wall time of the whole demo on a 2-core AMD EPYC (Zen 4) with about one core free, measured with the
+# presets above (quick 2.9-3.8 min, full 23 min; benchmarks/RESULTS.md); busier machines take longer.
 EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 25 minutes"}
 
 NO_ADAPTATION = "W/o adaptation"

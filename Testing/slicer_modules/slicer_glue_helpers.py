@@ -65,3 +65,15 @@ def write_tiny_model(path: Path, modalities=("CT", "MR"), directions=(("CT", "MR
             classify.weight.copy_(torch.randn(classify.weight.shape, generator=generator))
             classify.bias.zero_()
     return bundle.save(path, card, networks)
+
+
+def show_as_sequence_frame(scene, frame) -> None:
+    """Make ``frame`` the proxy of a one-frame 4D sequence, as the Sequences module shows a cine series."""
+    import slicer
+
+    scene.RegisterNodeClass(slicer.vtkMRMLSequenceBrowserNode())  # done by the Sequences module in Slicer
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "cine sequence")
+    sequence.SetDataNodeAtValue(frame, "0")
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "cine browser")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    browser.AddProxyNode(frame, sequence, False)

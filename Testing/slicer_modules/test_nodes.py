@@ -6,7 +6,7 @@ import SimpleITK as sitk
 slicer = pytest.importorskip("slicer", reason="the MRML glue needs the slicer-core wheel")
 
 import vtk  # noqa: E402  (with slicer-core)
-from slicer_glue_helpers import node_ids, rotation  # noqa: E402
+from slicer_glue_helpers import node_ids, rotation, show_as_sequence_frame  # noqa: E402
 
 from sasan.data.volume import Volume  # noqa: E402
 from SASANSlicerLib.nodes import (  # noqa: E402
@@ -145,12 +145,7 @@ def test_multi_component_scalar_volume_is_refused(scene):
 
 def test_frame_of_a_4d_sequence_is_refused(scene):
     frame = node_from_volume(Volume(np.zeros((3, 4, 5), np.float32)), "cine", scene)
-    scene.RegisterNodeClass(slicer.vtkMRMLSequenceBrowserNode())  # done by the Sequences module in Slicer
-    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "cine sequence")
-    sequence.SetDataNodeAtValue(frame, "0")
-    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "cine browser")
-    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
-    browser.AddProxyNode(frame, sequence, False)
+    show_as_sequence_frame(scene, frame)
     with pytest.raises(UnsupportedVolumeError, match="'cine'.*4D sequence shown by 'cine browser'"):
         volume_from_node(frame)
 

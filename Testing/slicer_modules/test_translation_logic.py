@@ -16,7 +16,7 @@ bundle = pytest.importorskip("sasan.bundle")
 inference = pytest.importorskip("sasan.inference")
 
 import vtk  # noqa: E402
-from slicer_glue_helpers import hierarchy_items, node_ids, rotation, write_tiny_model  # noqa: E402
+from slicer_glue_helpers import hierarchy_items, node_ids, rotation, show_as_sequence_frame, write_tiny_model  # noqa: E402
 
 import sasan.inference.runtime  # noqa: E402
 import sasan.inference.volume  # noqa: E402
@@ -172,12 +172,7 @@ def two_dimensional(monkeypatch, scene):
 
 def frame_of_a_sequence(monkeypatch, scene):
     frame = ct_in_a_study(scene)
-    scene.RegisterNodeClass(slicer.vtkMRMLSequenceBrowserNode())  # done by the Sequences module in Slicer
-    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "cine sequence")
-    sequence.SetDataNodeAtValue(frame, "0")
-    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "cine browser")
-    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
-    browser.AddProxyNode(frame, sequence, False)
+    show_as_sequence_frame(scene, frame)
     return frame, {}
 
 

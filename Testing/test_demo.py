@@ -10,9 +10,9 @@ import yaml
 
 from sasan import bundle, cli
 from sasan.data.io import read_volume
-from sasan.demo import (CYCLEGAN_STYLE_OVERRIDES, FULL_PRESET, METHODS, PRESET_FOLDER, demo_configs, load_preset,
-                        merge, run_demo)
+from sasan.demo import CYCLEGAN_STYLE_OVERRIDES, METHODS, demo_configs, load_preset, merge, run_demo
 from sasan.evaluation import SUMMARY_COLUMNS
+from sasan.presets import preset_path
 from sasan.training.config import config_from_dict
 
 STRUCTURES = ["LV myocardium", "LA blood", "LV blood", "ascending aorta"]
@@ -112,8 +112,14 @@ def test_presets_build_the_three_runs(quick):
 
 def test_the_cyclegan_style_config_file_is_the_demo_preset_without_attention():
     demo_mapping = load_preset(quick=False)[0]
-    assert (PRESET_FOLDER / FULL_PRESET).is_file()
-    shipped = yaml.safe_load((PRESET_FOLDER / "phantom_cyclegan_style.yaml").read_text())
+    shipped = yaml.safe_load(preset_path("phantom_cyclegan_style.yaml").read_text())
     expected = merge(demo_mapping, merge(CYCLEGAN_STYLE_OVERRIDES, {"name": shipped["name"],
                                                                      "output": shipped["output"]}))
     assert config_from_dict(shipped) == config_from_dict(expected)
+
+
+@pytest.mark.parametrize("threads", [0, -2])
+def test_demo_refuses_a_thread_count_below_one_before_doing_anything(tmp_path, threads):
+    with pytest.raises(ValueError, match="--threads must be a positive integer"):
+        run_demo(tmp_path / "out", quick=True, threads=threads)
+    assert not (tmp_path / "out").exists()

@@ -134,7 +134,7 @@ def _figure_volumes():
     return image, -image, predicted, truth
 
 
-def test_save_volume_figure_writes_png_with_an_attention_row(tmp_path):
+def test_save_volume_figure_wraps_attention_maps_in_rows_of_four(tmp_path):
     image, translated, predicted, truth = _figure_volumes()
     plain, with_maps = tmp_path / "plain.png", tmp_path / "maps.png"
     shown = save_volume_figure(plain, image, translated, predicted, truth, title="case 1")
@@ -142,10 +142,11 @@ def test_save_volume_figure_writes_png_with_an_attention_row(tmp_path):
     attention = np.random.default_rng(1).uniform(size=(10, 5, 16, 16))
     colors = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0)]
     save_volume_figure(with_maps, image, translated, predicted, truth, attention=attention, label_colors=colors)
+    three_maps = tmp_path / "three.png"
+    save_volume_figure(three_maps, image, translated, predicted, truth, attention=attention[:3])
     plain_width, plain_height = _png_size(plain)
-    maps_width, maps_height = _png_size(with_maps)
-    assert plain.stat().st_size > 0 and with_maps.stat().st_size > 0
-    assert maps_height > plain_height and maps_width > plain_width  # 8 maps widen the figure
+    assert _png_size(with_maps) == (plain_width, 3 * plain_height)  # the first 8 maps: two rows of four
+    assert _png_size(three_maps) == (plain_width, 2 * plain_height)
 
 
 def test_save_volume_figure_rejects_arrays_that_do_not_fit(tmp_path):

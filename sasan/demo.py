@@ -29,7 +29,8 @@ import yaml
 from sasan import bundle
 from sasan.baselines import UntranslatedSegmenter, histogram_matching, no_adaptation, reference_quantiles
 from sasan.data.domains import load_domain
-from sasan.inference.runtime import free_cpu_cores
+from sasan.inference.runtime import free_cpu_cores, torch_threads
+from sasan.presets import preset_path
 from sasan.protocol import (FIGURES_DIR, RESULTS_CSV, RESULTS_MARKDOWN, VOLUMES_DIR, HeldOutVolume,
                             ProtocolResult, held_out_volumes, prepare_output_folder, run_methods, translation_method,
                             write_reports)
@@ -41,7 +42,6 @@ from sasan.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-PRESET_FOLDER = Path(__file__).resolve().parents[1] / "Resources" / "configs"
 QUICK_PRESET = "phantom_quick.yaml"
 FULL_PRESET = "phantom_demo.yaml"
 # Wall time of the whole demo on a 2-core AMD EPYC (Zen 4) with about one core free, measured with the
@@ -111,9 +111,9 @@ def demo_configs(preset: dict, overrides: Optional[dict] = None) -> DemoConfigs:
 
 def load_preset(quick: bool, preset: Optional[Path] = None) -> tuple[dict, Path]:
     """The preset mapping (``preset`` if given, else the quick or full phantom preset) and its path."""
-    path = Path(preset) if preset is not None else PRESET_FOLDER / (QUICK_PRESET if quick else FULL_PRESET)
+    path = Path(preset) if preset is not None else preset_path(QUICK_PRESET if quick else FULL_PRESET)
     if not path.is_file():
-        raise FileNotFoundError(f"demo preset {path} not found (the demo runs from a SASAN source checkout)")
+        raise FileNotFoundError(f"demo preset {path} not found")
     mapping = yaml.safe_load(path.read_text()) or {}
     if not isinstance(mapping, dict):
         raise ValueError(f"{path}: expected a run configuration mapping")
@@ -169,21 +169,35 @@ def _train_and_export(method: str, config: RunConfig, run_dir: Path, model_file:
 
 
 def run_demo(output: Path, quick: bool = False, overwrite: bool = False, *, preset: Optional[Path] = None,
-             config_overrides: Optional[dict] = None, device: str = "auto") -> int:
+             config_overrides: Optional[dict] = None, device: str = "auto", threads: Optional[int] = None) -> int:
     """Run the whole demo into ``output`` and print its table; returns the exit status (0).
 
     ``preset`` replaces the quick / full preset file; ``config_overrides`` are merged into it (the tests
-    shrink the run this way). Refuses a non-empty ``output`` unless ``overwrite``.
+    shrink the run this way). ``threads`` fixes the CPU threads of every stage (default: the free cores).
+    Refuses a non-empty ``output`` unless ``overwrite``.
     """
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be a positive integer; got {threads}")
     mode = "quick" if quick else "full"
-    mapping, preset_path = load_preset(quick, preset)
+    mapping, preset_file = load_preset(quick, preset)
+    custom = preset is not None or bool(config_overrides)
+    if threads is not None:
+        config_overrides = merge(config_overrides or {}, {"training": {"threads": threads}})
     configs = demo_configs(mapping, config_overrides)
-    output = prepare_output_folder(Path(output), overwrite)
+    with torch_threads(configs.sasan.training.threads):
+        return _run_protocol(configs, Path(output), mode, overwrite, device, preset_file, custom)
+
+
+def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool, device: str, preset_file: Path,
+                  custom: bool) -> int:
+    """The demo's stages (see the module docstring) with ``configs``; returns the exit status (0)."""
+    threads = configs.sasan.training.threads
+    output = prepare_output_folder(output, overwrite)
     data = configs.sasan.data
     source, target = data.source.modality, data.target.modality
-    expected = EXPECTED_DURATION[mode] if preset is None and not config_overrides else "unknown (custom preset)"
+    expected = "unknown (custom preset)" if custom else EXPECTED_DURATION[mode]
     log.info("SASAN demo, %s mode (preset %s): expected duration %s on 2 free CPU cores; %d thread(s); "
-             "output folder %s", mode, preset_path.name, expected, configs.sasan.training.threads, output)
+             "output folder %s", mode, preset_file.name, expected, threads, output)
     stages = _Stages(6)
 
     stages.begin(f"phantom data: {data.phantom_subjects} {source} and {target} subjects, "
@@ -212,7 +226,7 @@ def run_demo(output: Path, quick: bool = False, overwrite: bool = False, *, pres
     stages.begin(f"translating, segmenting and scoring the {len(volumes)} held-out {source} volumes")
     for method in (CYCLEGAN_STYLE, SASAN):
         model = bundle.load(model_files[method])
-        results.append(run_methods({method: translation_method(model, source, target, device=device)}, volumes,
+        results.append(run_methods({method: translation_method(model, source, target, device=device, threads=threads)}, volumes,
                                    data.labels, output, target=target, figure_methods={SASAN}, overwrite=overwrite))
 
     tables = write_reports(_combine(results), output, [label.name for label in data.labels],

@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 MEAN_STRUCTURE = "mean"
 SUMMARY_COLUMNS = ("method", "structure", "dice_mean", "dice_std", "assd_mean", "assd_std")
 IMAGE_METRICS = (("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("mae", "MAE"), ("rmse", "RMSE"), ("pcc", "PCC"))
+FIGURE_COLUMNS = 4
 MAX_ATTENTION_PANELS = 8
 _OVERLAY_ALPHA = 0.45
 
@@ -164,15 +165,15 @@ def save_volume_figure(
     k = _pick_slice(truth, slice_index)
     colors = _label_colors(max(int(predicted.max()), int(truth.max()), 0), label_colors)
     maps = [] if attention is None else list(attention[:MAX_ATTENTION_PANELS, k])
-    columns = max(4, len(maps))
-    figure = Figure(figsize=(2.6 * columns, 2.9 * (2 if maps else 1)), layout="constrained")
+    # Four panels a row (the attention maps wrap onto further rows), so every panel keeps the same size.
+    map_rows = -(-len(maps) // FIGURE_COLUMNS)
+    figure = Figure(figsize=(2.6 * FIGURE_COLUMNS, 2.9 * (1 + map_rows)), layout="constrained")
     FigureCanvasAgg(figure)
     if title:
         figure.suptitle(title)
-    rows = figure.subfigures(2, 1) if maps else [figure]
-    panels = rows[0].subplots(1, 4)
+    axes = figure.subplots(1 + map_rows, FIGURE_COLUMNS, squeeze=False)
     for axis, (name, background, labels) in zip(
-        panels,
+        axes[0],
         [
             ("input", image, None),
             ("translation", translated, None),
@@ -184,10 +185,13 @@ def save_volume_figure(
         if labels is not None:
             axis.imshow(_label_overlay(labels[k], colors))
         _label_axis(axis, name)
-    if maps:
-        for index, (axis, attention_map) in enumerate(zip(rows[1].subplots(1, len(maps), squeeze=False)[0], maps)):
-            axis.imshow(attention_map, cmap="viridis")
+    map_axes = axes[1:].ravel()
+    for index, axis in enumerate(map_axes):
+        if index < len(maps):
+            axis.imshow(maps[index], cmap="viridis")
             _label_axis(axis, f"attention {index + 1}")
+        else:
+            axis.set_axis_off()
     figure.savefig(Path(path), dpi=80)
     logger.info("saved the figure of slice %d of a %s volume to %s", k, shape, path)
     return k

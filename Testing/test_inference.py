@@ -199,6 +199,17 @@ def test_bf16_fast_path_agrees_with_fp32(tiny_model, phantom, fp32_result):
     assert np.mean(fast.segmentation.array == fp32_result.segmentation.array) >= 0.995
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs it)")
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_the_gpu_agrees_with_the_cpu(tiny_model, phantom, fp32_result, precision):
+    gpu = translate_volume(phantom[0], tiny_model, "MR", device="cuda", precision=precision)
+    assert gpu.device.startswith("cuda")
+    assert psnr(fp32_result.translated.array, gpu.translated.array) >= 40.0
+    assert np.mean(gpu.segmentation.array == fp32_result.segmentation.array) >= 0.995
+    cpu_maps = np.stack([m.array for m in fp32_result.attention]).astype(np.int16)
+    assert np.abs(np.stack([m.array for m in gpu.attention]).astype(np.int16) - cpu_maps).max() <= 3
+
+
 def test_results_lie_on_the_input_grid(fp32_result, phantom):
     volume = phantom[0]
     outputs = [fp32_result.translated, fp32_result.segmentation, *fp32_result.attention]

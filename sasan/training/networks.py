@@ -99,6 +99,12 @@ class ExponentialAverage:
                 else:
                     averaged.copy_(current)
 
+    @torch.no_grad()
+    def reset(self, modules: dict[str, nn.Module]) -> None:
+        """Restart the average at the modules' current weights."""
+        for name, module in modules.items():
+            self.shadow[name].load_state_dict(module.state_dict())
+
     def state_dict(self) -> dict:
         return {name: module.state_dict() for name, module in self.shadow.items()}
 

@@ -174,6 +174,10 @@ class Trainer:
             self._backward_step(loss, self.pretrain_optimiser)
             return terms
         if self.step < pretrain + adversarial:
+            if self.step == pretrain and pretrain and self.ema is not None:
+                # The average starts from the pre-trained attention, not from the random initialisation
+                # (a frozen module would otherwise only creep towards its trained weights).
+                self.ema.reset(self._translator())
             self._freeze_pretrained()
             batches = self._batches()
             for disc in nets.discriminators():

@@ -1,0 +1,35 @@
+"""The exported EMA translator: it starts from the pre-trained attention, then averages the live weights."""
+import torch
+
+from sasan.training.networks import ExponentialAverage
+from sasan.training.trainer import Trainer
+
+from .tiny import tiny_config
+
+
+def test_average_moves_by_one_minus_decay_and_reset_copies():
+    live = torch.nn.Linear(1, 1, bias=False)
+    live.weight.data.fill_(0.0)
+    average = ExponentialAverage({"net": live}, decay=0.75)
+    live.weight.data.fill_(4.0)
+    average.update({"net": live})
+    assert average.shadow["net"].weight.item() == 1.0  # 0 + (1 - 0.75) * (4 - 0)
+    average.reset({"net": live})
+    assert average.shadow["net"].weight.item() == 4.0
+
+
+def test_frozen_pretrained_attention_is_exported_exactly(tmp_path):
+    # decay 0.99 over 2 adversarial steps: without the restart the average would still be ~98% the
+    # random initialisation of the frozen MR attention module.
+    trainer = Trainer(tiny_config(training={"pretrain_attention_steps": 3, "steps": 2, "segmenter_steps": 0,
+                                            "ema_decay": 0.99, "checkpoint_every": 100}), tmp_path)
+    initial = {k: v.clone() for k, v in trainer.ema.shadow["attention.MR"].state_dict().items()}
+    trainer.fit()
+    exported = trainer.exported_networks()["attention.MR"].state_dict()
+    live = trainer.nets.attention["MR"].state_dict()
+    assert all(torch.equal(exported[k], live[k]) for k in live)
+    assert any(not torch.equal(exported[k], initial[k]) for k in live)
+    # the CT attention trains adversarially: its average lags the live weights
+    ct_exported = trainer.exported_networks()["attention.CT"].state_dict()
+    ct_live = trainer.nets.attention["CT"].state_dict()
+    assert any(not torch.equal(ct_exported[k], ct_live[k]) for k in ct_live if ct_live[k].is_floating_point())

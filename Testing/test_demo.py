@@ -10,7 +10,8 @@ import yaml
 
 from sasan import bundle, cli
 from sasan.data.io import read_volume
-from sasan.demo import CYCLEGAN_STYLE_OVERRIDES, METHODS, demo_configs, load_preset, merge, run_demo
+from sasan.demo import (CYCLEGAN_STYLE_OVERRIDES, METHODS, ROW_ORDER, SASAN_AUGMENTED, demo_configs, load_preset,
+                        merge, run_demo)
 from sasan.evaluation import SUMMARY_COLUMNS
 from sasan.presets import preset_path
 from sasan.training.config import config_from_dict
@@ -22,7 +23,7 @@ TINY = {"data": {"image_size": 32, "phantom_subjects": 3, "phantom_size": 32},
                   "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
                   "segmenter_width": 4, "segmenter_depth": 2},
         "training": {"steps": 6, "pretrain_attention_steps": 3, "segmenter_steps": 8, "threads": 1,
-                     "log_every": 2}}
+                     "log_every": 2, "segmenter_with_translations": True}}  # every row, "w/ aug." included
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +45,15 @@ def test_results_csv_has_one_row_per_method_and_structure(demo):
         reader = csv.DictReader(handle)
         rows = list(reader)
     assert tuple(reader.fieldnames) == SUMMARY_COLUMNS
-    assert [(r["method"], r["structure"]) for r in rows] == [(m, s) for m in METHODS for s in STRUCTURES + ["mean"]]
+    assert [(r["method"], r["structure"]) for r in rows] == [(m, s) for m in ROW_ORDER for s in STRUCTURES + ["mean"]]
     for row in rows:
         assert 0.0 <= float(row["dice_mean"]) <= 1.0 and float(row["assd_mean"]) >= 0.0
 
 
-def test_the_printed_table_has_the_four_rows_and_says_where_things_are(demo):
+def test_the_printed_table_has_every_row_and_says_where_things_are(demo):
     output, printed, _ = demo
     table_rows = [line.split("|")[1].strip() for line in printed.splitlines() if line.startswith("| ")]
-    assert table_rows[0] == "Method" and table_rows[2:] == list(METHODS)
+    assert table_rows[0] == "Method" and table_rows[2:] == list(METHODS) + [SASAN_AUGMENTED]
     model_file = output / "models" / "sasan_ct_to_mr.safetensors"
     assert str(model_file) in printed and str(output / "figures") in printed
 
@@ -61,20 +62,27 @@ def test_outputs_lie_on_the_input_grid_and_the_model_is_complete(demo):
     output, _, cache = demo
     segmentations = sorted((output / "volumes").glob("*/*_segmentation.nii.gz"))
     assert sorted({p.parent.name for p in segmentations}) == ["cyclegan_style", "histogram_matching", "sasan",
-                                                            "w_o_adaptation"]
+                                                            "sasan_w_aug", "w_o_adaptation"]
     for path in segmentations + sorted((output / "volumes").glob("*/*_translated.nii.gz")):
         subject = path.name.rsplit("_", 1)[0]
         (ct_file,) = cache.glob(f"*/CT/images/{subject}.nii.gz")
         ct = read_volume(ct_file)
         assert read_volume(path, dtype=None).same_geometry(ct), path
-    assert len(list((output / "figures").glob("sasan_*.png"))) == len(segmentations) // 4
+    assert len(list((output / "figures").glob("sasan_*.png"))) == len(segmentations) // 5
     sasan = bundle.load(output / "models" / "sasan_ct_to_mr.safetensors")
     assert sasan.attention("CT") is not None and sasan.segmenter("MR") is not None
     baseline = bundle.load(output / "models" / "cyclegan_style_ct_to_mr.safetensors")
     assert baseline.attention("CT") is None
-    # one U-Net serves every row: both model files carry the same weights
+    # one U-Net serves every row but "w/ aug.": both model files carry the same weights
     for a, b in zip(sasan.segmenter("MR").state_dict().values(), baseline.segmenter("MR").state_dict().values()):
         assert np.array_equal(a.numpy(), b.numpy())
+    # "w/ aug." is the same translator with its own U-Net
+    augmented = bundle.load(output / "models" / "sasan_aug_ct_to_mr.safetensors")
+    for a, b in zip(sasan.generator("CT", "MR").state_dict().values(),
+                    augmented.generator("CT", "MR").state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy())
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in
+               zip(sasan.segmenter("MR").state_dict().values(), augmented.segmenter("MR").state_dict().values()))
 
 
 def test_an_existing_output_is_refused_then_replaced_with_overwrite(demo, caplog):
@@ -108,6 +116,20 @@ def test_presets_build_the_three_runs(quick):
     assert not baseline.model.attention and baseline.training.pretrain_attention_steps == 0
     assert baseline.training.steps == configs.sasan.training.steps  # the same budget
     assert all(c.training.threads >= 1 for c in (configs.segmenter, configs.sasan, baseline))
+    # the shared U-Net sees real MR only, whatever the preset asks of the "w/ aug." one
+    assert not configs.segmenter.training.segmenter_with_translations
+
+
+def test_the_w_aug_unet_is_built_only_where_the_preset_asks():
+    preset = load_preset(quick=True)[0]
+    assert demo_configs(merge(preset, {"training": {"segmenter_with_translations": False}})) \
+        .segmenter_with_translations is None
+    configs = demo_configs(merge(preset, {"training": {"segmenter_with_translations": True}}))
+    augmented = configs.segmenter_with_translations
+    assert augmented.training.segmenter_with_translations
+    assert augmented.training.segmenter_steps == configs.segmenter.training.segmenter_steps
+    assert not configs.segmenter.training.segmenter_with_translations
+    assert not configs.sasan.training.segmenter_with_translations
 
 
 def test_the_cyclegan_style_config_file_is_the_demo_preset_without_attention():

@@ -11,6 +11,10 @@ Source CT (unlabelled for training; its held-out labels only score), target MR (
    segmentation-GAN losses), exported with the shared U-Net;
 6. both translate the held-out CTs, which are segmented and scored in their original geometry.
 
+With ``training.segmenter_with_translations: true`` in the preset (the full one), a "SASAN w/ aug." row
+follows the paper's second variant: a second MR U-Net trained on real MR slices plus CT slices translated by
+the SASAN model, labelled by its MR attention head (confident pixels only), exported with the same translator.
+
 Outputs under the output folder: ``runs/`` (training runs), ``models/`` (model files), ``volumes/<method>/``
 (NIfTI translations and segmentations), ``figures/`` (SASAN, one per volume, with attention maps),
 ``results.csv`` and ``results.md``. The table is printed on stdout; progress is logged throughout.
@@ -45,21 +49,23 @@ log = logging.getLogger(__name__)
 QUICK_PRESET = "phantom_quick.yaml"
 FULL_PRESET = "phantom_demo.yaml"
 # Wall time of the whole demo on a 2-core AMD EPYC (Zen 4) with about one core free, measured with the
-# presets above (quick 2.9-3.8 min, full 23 min; benchmarks/RESULTS.md); busier machines take longer.
-EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 25 minutes"}
+# presets above (quick 2.9-3.8 min, full 31.5 min; benchmarks/RESULTS.md); busier machines take longer.
+EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 32 minutes"}
 
 NO_ADAPTATION = "W/o adaptation"
 HISTOGRAM_MATCHING = "Histogram matching"
 CYCLEGAN_STYLE = "CycleGAN-style"
 SASAN = "SASAN"
-METHODS = (NO_ADAPTATION, HISTOGRAM_MATCHING, CYCLEGAN_STYLE, SASAN)
+SASAN_AUGMENTED = "SASAN w/ aug."
+METHODS = (NO_ADAPTATION, HISTOGRAM_MATCHING, CYCLEGAN_STYLE, SASAN)  # the rows of every demo
+ROW_ORDER = METHODS + (SASAN_AUGMENTED,)  # SASAN_AUGMENTED only where the preset asks for it
 
 # The attention-free baseline: the same generator and discriminators with plain instance norms, and
 # every loss that needs attention maps switched off (the paper's CycleGAN comparison, same budget).
 CYCLEGAN_STYLE_OVERRIDES = {
     "model": {"attention": False},
     "losses": {"use_auxiliary": False, "use_regularization": False, "use_segmentation_discriminator": False},
-    "training": {"pretrain_attention_steps": 0},
+    "training": {"pretrain_attention_steps": 0, "segmenter_with_translations": False},  # no head to label them
 }
 
 
@@ -70,6 +76,7 @@ class DemoConfigs:
     segmenter: RunConfig    # the MR U-Net alone (its segmenter_steps)
     sasan: RunConfig        # SASAN CT -> MR, no U-Net of its own
     cyclegan_style: RunConfig
+    segmenter_with_translations: Optional[RunConfig] = None  # the "w/ aug." U-Net, where the preset asks
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -86,18 +93,25 @@ def merge(base: dict, overrides: dict) -> dict:
 def demo_configs(preset: dict, overrides: Optional[dict] = None) -> DemoConfigs:
     """Build the demo's runs from a preset mapping (a phantom CT -> MR run configuration).
 
-    The preset's ``segmenter_steps`` train the shared U-Net; the translators train no U-Net of their own.
+    The preset's ``segmenter_steps`` train the shared U-Net on real MR only; the translators train no U-Net
+    of their own. ``training.segmenter_with_translations: true`` adds the "w/ aug." U-Net (same steps).
     ``training.threads: 0`` becomes the number of currently free CPU cores.
     """
     mapping = merge(preset, overrides or {})
-    translator = merge(mapping, {"training": {"segmenter_steps": 0}})
+    augmented = bool(mapping.get("training", {}).get("segmenter_with_translations", False))
+    translator = merge(mapping, {"training": {"segmenter_steps": 0, "segmenter_with_translations": False}})
     configs = DemoConfigs(
-        segmenter=config_from_dict(merge(mapping, {"name": "phantom_mr_unet"})),
+        segmenter=config_from_dict(merge(mapping, {"name": "phantom_mr_unet",
+                                                   "training": {"segmenter_with_translations": False}})),
         sasan=config_from_dict(merge(translator, {"name": "phantom_sasan"})),
         cyclegan_style=config_from_dict(merge(merge(translator, CYCLEGAN_STYLE_OVERRIDES),
                                               {"name": "phantom_cyclegan_style"})),
+        segmenter_with_translations=(config_from_dict(merge(mapping, {"name": "phantom_mr_unet_with_translations"}))
+                                     if augmented else None),
     )
-    for config in (configs.segmenter, configs.sasan, configs.cyclegan_style):
+    for config in (configs.segmenter, configs.sasan, configs.cyclegan_style, configs.segmenter_with_translations):
+        if config is None:
+            continue
         if config.data.source.layout != "phantom" or config.data.target.layout != "phantom":
             raise ValueError("the demo runs on the embedded phantom: data.source/target.layout must be 'phantom'")
         if not config.data.target.labelled:
@@ -161,6 +175,12 @@ def _train_and_export(method: str, config: RunConfig, run_dir: Path, model_file:
     """Train one translator and export it with the shared U-Net; returns the model file."""
     _forget_previous_run(run_dir)
     Trainer(config, run_dir).fit()
+    return _export(method, config, run_dir, model_file, segmenter_run, mode, overwrite)
+
+
+def _export(method: str, config: RunConfig, run_dir: Path, model_file: Path, segmenter_run: Path, mode: str,
+            overwrite: bool) -> Path:
+    """The translator of ``run_dir`` with the U-Net of ``segmenter_run`` as one model file."""
     source, target = config.data.source.modality, config.data.target.modality
     return export_run(run_dir, model_file, segmenter_run=segmenter_run, overwrite=overwrite,
                       description=f"{method} {source} -> {target} trained by `sasan demo` ({mode}) on the "
@@ -198,7 +218,8 @@ def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool
     expected = "unknown (custom preset)" if custom else EXPECTED_DURATION[mode]
     log.info("SASAN demo, %s mode (preset %s): expected duration %s on 2 free CPU cores; %d thread(s); "
              "output folder %s", mode, preset_file.name, expected, threads, output)
-    stages = _Stages(6)
+    augmented = configs.segmenter_with_translations
+    stages = _Stages(7 if augmented is not None else 6)
 
     stages.begin(f"phantom data: {data.phantom_subjects} {source} and {target} subjects, "
                  f"{data.phantom_size} voxels across")
@@ -223,8 +244,19 @@ def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool
             output / "models" / f"{slug}_{source.lower()}_to_{target.lower()}.safetensors", segmenter_run, mode,
             overwrite)
 
+    if augmented is not None:
+        stages.begin(f"training the {target} U-Net on real {target} and SASAN-translated {source} slices "
+                     f"({augmented.training.segmenter_steps} steps)")
+        augmented_run = output / "runs" / f"{target.lower()}_unet_with_translations"
+        _forget_previous_run(augmented_run)
+        train_segmenter(augmented, augmented_run, translator=model_files[SASAN])
+        model_files[SASAN_AUGMENTED] = _export(
+            SASAN_AUGMENTED, configs.sasan, output / "runs" / "sasan",
+            output / "models" / f"sasan_aug_{source.lower()}_to_{target.lower()}.safetensors", augmented_run, mode,
+            overwrite)
+
     stages.begin(f"translating, segmenting and scoring the {len(volumes)} held-out {source} volumes")
-    for method in (CYCLEGAN_STYLE, SASAN):
+    for method in model_files:
         model = bundle.load(model_files[method])
         results.append(run_methods({method: translation_method(model, source, target, device=device, threads=threads)}, volumes,
                                    data.labels, output, target=target, figure_methods={SASAN}, overwrite=overwrite))
@@ -249,13 +281,13 @@ def _print_summary(tables: str, seconds: float, mode: str, model_file: Path, out
 
 
 def _combine(results: list[ProtocolResult]) -> ProtocolResult:
-    """One result with the rows ordered by ``METHODS`` (the table's row order)."""
+    """One result with the rows ordered by ``ROW_ORDER`` (the table's row order)."""
     combined = ProtocolResult()
     for result in results:
         combined.volumes += result.volumes
         combined.figures += result.figures
         combined.segmentation_rows += result.segmentation_rows
         combined.image_rows += result.image_rows
-    order = {method: index for index, method in enumerate(METHODS)}
+    order = {method: index for index, method in enumerate(ROW_ORDER)}
     combined.segmentation_rows.sort(key=lambda row: order.get(row.method, len(order)))
     return combined

@@ -183,3 +183,23 @@ def test_train_segmenter_adds_translated_images_with_a_translator(tiny, tmp_path
     assert latest_checkpoint(run_dir).name == f"step_{config.training.segmenter_steps:08d}.ckpt"
     model = export_run(model_file.parent / "run", tmp_path / "augmented.safetensors", segmenter_run=run_dir)
     assert bundle.load(model).segmenter("MR") is not None
+
+
+def test_evaluate_failing_half_way_adds_nothing_and_keeps_older_results(tiny, tmp_path, monkeypatch):
+    config_file, model_file, _ = tiny
+    kept = tmp_path / "kept"
+    assert evaluate_command(evaluate_args(config_file, model_file, kept)) == 0
+    before = {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()}
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full while writing the tables")
+
+    # volumes and figures are written by then: only the tables fail
+    monkeypatch.setattr("sasan.protocol.write_reports", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        evaluate_command(evaluate_args(config_file, model_file, tmp_path / "new"))
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(RuntimeError, match="disk full"):
+        evaluate_command(evaluate_args(config_file, model_file, kept, overwrite=True))
+    assert {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == before
+    assert not list(kept.glob(".sasan-partial-*"))

@@ -11,11 +11,15 @@ std over volumes per method and structure) and ``results.md`` (the paper's Table
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Collection, Optional, Sequence
+from typing import Callable, Collection, Iterator, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -242,6 +246,31 @@ def prepare_output_folder(output: Path, overwrite: bool) -> Path:
     return output
 
 
+@contextlib.contextmanager
+def staged_results(output: Path) -> Iterator[Path]:
+    """A hidden folder inside ``output`` to write results into; they move into ``output`` only when the
+    block succeeds, so a run that fails half-way adds nothing (and an ``output`` it created is removed).
+
+    Each file moves with one rename onto the same file system, replacing an older result of the same name.
+    """
+    output = Path(output)
+    created = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".sasan-partial-", dir=output))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(output.iterdir()):
+            output.rmdir()
+        raise
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        destination = output / path.relative_to(staging)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, destination)
+    shutil.rmtree(staging)
+
+
 def check_model_fits(model: SASANModel, config: RunConfig) -> None:
     """Refuse a model whose direction or structures differ from the configuration's."""
     source, target = config.data.source.modality, config.data.target.modality
@@ -267,16 +296,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise ProtocolError(f"nothing to score: model {model.card.name!r} has no {target} segmenter (or the "
                             "configuration lists no structures) and the data are not paired")
     volumes = held_out_volumes(config)  # before the output folder is made: unusable data leave nothing behind
-    output = prepare_output_folder(Path(args.output), args.overwrite)
+    output = Path(args.output)
+    if output.exists():
+        prepare_output_folder(output, args.overwrite)  # refuses a used folder without --overwrite
     method = model.card.name
     log.info("evaluating %s (%s -> %s) on %d held-out volumes", method, source, target, len(volumes))
-    result = run_methods({method: translation_method(model, source, target, device=args.device)}, volumes,
-                         config.data.labels if segments else [], output, target=target, figure_methods={method},
-                         overwrite=args.overwrite)
-    if not result.segmentation_rows and not result.image_rows:
-        raise ProtocolError(f"none of the held-out {source} volumes has labels or a paired image to score against")
-    tables = write_reports(result, output, [label.name for label in config.data.labels],
-                           f"{method}: {source} -> {target}")
+    with staged_results(output) as staging:
+        result = run_methods({method: translation_method(model, source, target, device=args.device)}, volumes,
+                             config.data.labels if segments else [], staging, target=target,
+                             figure_methods={method}, overwrite=True)
+        if not result.segmentation_rows and not result.image_rows:
+            raise ProtocolError(f"none of the held-out {source} volumes has labels or a paired image to score "
+                                "against")
+        tables = write_reports(result, staging, [label.name for label in config.data.labels],
+                               f"{method}: {source} -> {target}")
     print(tables)
     log.info("results: %s; volumes under %s; figures under %s", output / RESULTS_MARKDOWN, output / VOLUMES_DIR,
              output / FIGURES_DIR)

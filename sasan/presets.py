@@ -6,6 +6,7 @@ works from a wheel too.
 """
 from __future__ import annotations
 
+import site
 import sysconfig
 from pathlib import Path
 
@@ -14,10 +15,13 @@ INSTALLED_SUBFOLDER = Path("share") / "sasan" / "configs"
 
 
 def preset_folders() -> list[Path]:
-    """Folders searched for presets, in order: the checkout's, then the install schemes' data folders."""
+    """Folders searched for presets, in order: the checkout's, then the data folders of this interpreter's
+    installation and of a ``pip install --user``."""
     folders = [CHECKOUT_FOLDER]
-    for scheme in (sysconfig.get_default_scheme(), sysconfig.get_preferred_scheme("user")):
-        folder = Path(sysconfig.get_path("data", scheme)) / INSTALLED_SUBFOLDER
+    # sysconfig.get_path("data") and site.getuserbase(), not get_preferred_scheme: that needs Python 3.10
+    # and Slicer 5.6 runs 3.9.
+    for data in (sysconfig.get_path("data"), site.getuserbase()):
+        folder = Path(data) / INSTALLED_SUBFOLDER
         if folder not in folders:
             folders.append(folder)
     return folders

@@ -234,13 +234,14 @@ def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool
     stages.begin(f"scoring the held-out {source} volumes without adaptation and with histogram matching")
     results = [_score_baselines(configs, segmenter_run, volumes, output, device, overwrite)]
 
-    model_files = {}
+    model_files, run_dirs = {}, {}
     for method, config, slug in ((SASAN, configs.sasan, "sasan"),
                                  (CYCLEGAN_STYLE, configs.cyclegan_style, "cyclegan_style")):
         stages.begin(f"training {method} {source} -> {target} "
                      f"({config.training.pretrain_attention_steps + config.training.steps} steps)")
+        run_dirs[method] = output / "runs" / slug
         model_files[method] = _train_and_export(
-            method, config, output / "runs" / slug,
+            method, config, run_dirs[method],
             output / "models" / f"{slug}_{source.lower()}_to_{target.lower()}.safetensors", segmenter_run, mode,
             overwrite)
 
@@ -251,15 +252,16 @@ def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool
         _forget_previous_run(augmented_run)
         train_segmenter(augmented, augmented_run, translator=model_files[SASAN])
         model_files[SASAN_AUGMENTED] = _export(
-            SASAN_AUGMENTED, configs.sasan, output / "runs" / "sasan",
+            SASAN_AUGMENTED, configs.sasan, run_dirs[SASAN],
             output / "models" / f"sasan_aug_{source.lower()}_to_{target.lower()}.safetensors", augmented_run, mode,
             overwrite)
 
     stages.begin(f"translating, segmenting and scoring the {len(volumes)} held-out {source} volumes")
     for method in model_files:
         model = bundle.load(model_files[method])
-        results.append(run_methods({method: translation_method(model, source, target, device=device, threads=threads)}, volumes,
-                                   data.labels, output, target=target, figure_methods={SASAN}, overwrite=overwrite))
+        translate = translation_method(model, source, target, device=device, threads=threads)
+        results.append(run_methods({method: translate}, volumes, data.labels, output, target=target,
+                                   figure_methods={SASAN}, overwrite=overwrite))
 
     tables = write_reports(_combine(results), output, [label.name for label in data.labels],
                            f"SASAN demo on the phantom ({mode}): {source} -> {target}")

@@ -39,7 +39,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sasan.data.phantom import LABELS  # noqa: E402
+from Testing.training.tiny import TINY_RUN  # noqa: E402
+from sasan.demo import merge  # noqa: E402
 from sasan.training.checkpoint import CHECKPOINT_DIR, latest_checkpoint, list_checkpoints, load_checkpoint  # noqa: E402
 
 log = logging.getLogger("benchmarks.kill_resume")
@@ -51,24 +52,12 @@ WRITE_PAUSE_S = 0.2       # torch.save pauses this long half-way through every c
 POLL_S = 0.005
 TIMEOUT_S = 300.0
 
-RUN_CONFIG = {
+# The tiny run of the training tests, longer, with a checkpoint every 2 steps.
+RUN_CONFIG = merge(TINY_RUN, {
     "name": "kill_resume",
-    "data": {
-        "source": {"modality": "CT", "layout": "phantom", "labelled": False,
-                   "normalization": {"method": "window", "window": [-300.0, 500.0]}},
-        "target": {"modality": "MR", "layout": "phantom", "labelled": True,
-                   "normalization": {"method": "percentile", "percentiles": [0.5, 99.5]}},
-        "image_size": 32, "phantom_subjects": 3, "phantom_size": 32,
-        "labels": [{"name": label.name, "value": label.value, "color": list(label.color)} for label in LABELS],
-    },
-    "model": {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
-              "decoder_widths": [8, 8, 4], "head_width": 4, "spade_hidden": 4,
-              "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
-              "segmenter_width": 4, "segmenter_depth": 2},
-    "training": {"pretrain_attention_steps": 4, "steps": 20, "segmenter_steps": 6, "batch_size": 2,
-                 "lr": 0.0002, "attention_lr": 0.001, "ema_decay": 0.5, "threads": 1, "deterministic": True,
-                 "device": "cpu", "checkpoint_every": 2, "validate_every": 8, "log_every": 2, "image_every": 8},
-}
+    "training": {"pretrain_attention_steps": 4, "steps": 20, "segmenter_steps": 6, "device": "cpu",
+                 "validate_every": 8, "image_every": 8},
+})
 
 # ``python -c LAUNCHER train CONFIG --output RUN [--resume]``: sasan's own CLI, observed through a marker
 # file ("step N": step N is being computed; "writing N": the checkpoint of step N is being written).

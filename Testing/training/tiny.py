@@ -1,4 +1,5 @@
-"""A tiny phantom run configuration shared by the training tests (32x32 slices, narrow networks)."""
+"""A tiny phantom run configuration shared by the training tests and benchmarks/kill_resume.py (32x32 slices,
+narrow networks)."""
 import copy
 
 from sasan.data.phantom import LABELS

@@ -1,7 +1,10 @@
 """Training learns: on the tiny phantom a few dozen steps lower each phase's loss by a stated margin."""
 import numpy as np
+import pytest
+import torch
 
 from sasan.training.trainer import Trainer
+from sasan.training.validation import held_out_slices, mean_dice, validate
 
 from .tiny import tiny_config
 
@@ -33,3 +36,31 @@ def test_adversarial_phase_lowers_the_cycle_loss(tmp_path):
         trainer.step += 1
         cycle.append(trainer.train_step()["cycle"])
     assert np.mean(cycle[-5:]) < 0.8 * np.mean(cycle[:5]), cycle
+
+
+def test_validation_scores_only_trained_networks(tmp_path):
+    trainer = Trainer(tiny_config(training={"pretrain_attention_steps": 2, "steps": 2, "segmenter_steps": 2}),
+                      tmp_path / "sasan")
+    scores = []
+    for _ in range(6):
+        trainer.train_step()
+        trainer.step += 1
+        scores.append(set(validate(trainer)))
+    # pre-training: no translator yet; adversarial phase: the head on translations; then the segmenter too
+    assert scores == [set(), set(), {"val/dice_attention_head"}, {"val/dice_attention_head"},
+                      {"val/dice_attention_head", "val/dice_segmenter"},
+                      {"val/dice_attention_head", "val/dice_segmenter"}]
+
+
+def test_segmenter_only_run_is_validated_on_the_target_modality(tmp_path):
+    trainer = Trainer(tiny_config(training={"pretrain_attention_steps": 0, "steps": 0, "segmenter_steps": 120,
+                                            "segmenter_lr": 0.01}, model={"segmenter_width": 8}), tmp_path)
+    images, truth = held_out_slices(trainer.data.test["MR"], 32, 3, 32)
+    before = validate(trainer)
+    phase_losses(trainer, "segmenter", 120)
+    after = validate(trainer)["val/dice_segmenter"]
+    trainer.nets.eval()
+    with torch.no_grad():
+        expected = mean_dice(trainer.nets.segmenter(images).argmax(1), truth, trainer.config.num_classes)
+    assert before == {} and after == pytest.approx(expected)
+    assert after > 0.05  # real MR slices segmented by a U-Net that has learned something

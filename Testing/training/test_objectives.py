@@ -2,8 +2,9 @@
 import pytest
 import torch
 
+from sasan import losses
 from sasan.training.networks import SASANNetworks
-from sasan.training.objectives import discriminator_objective, translator_objective
+from sasan.training.objectives import attention_pretraining_objective, discriminator_objective, translator_objective
 
 from .tiny import tiny_config
 
@@ -72,3 +73,29 @@ def test_bf16_autocast_keeps_losses_in_fp32():
     config = tiny_config()
     total, _, _ = translator_objective(SASANNetworks(config), batches(), config, autocast=torch.bfloat16)
     assert total.dtype == torch.float32 and torch.isfinite(total)
+
+
+def test_pretraining_orthogonality_weight_ramps_up_over_the_warm_up():
+    config = tiny_config(training={"pretrain_attention_steps": 100, "pretrain_regularization_warmup": 0.5},
+                         losses={"regularization": 0.5})
+    nets, batch = SASANNetworks(config), batches(["MR"])
+    total = {step: attention_pretraining_objective(nets, batch, config, step)[0].item() for step in (0, 25, 50, 99)}
+    maps, logits = nets.attention["MR"](batch["MR"]["image"])
+    segmentation = losses.segmentation_loss(logits, batch["MR"]["label"]).item()
+    orthogonality = losses.attention_orthogonality_loss(maps).item()
+    assert orthogonality > 0.1
+    assert total[0] == pytest.approx(segmentation, rel=1e-5)                        # no orthogonality at first
+    assert total[25] == pytest.approx(segmentation + 0.25 * orthogonality, rel=1e-5)  # half way up the ramp
+    assert total[50] == pytest.approx(segmentation + 0.5 * orthogonality, rel=1e-5)   # full weight from there on
+    assert total[99] == pytest.approx(total[50], rel=1e-6)
+
+
+def test_without_warm_up_pretraining_uses_the_full_orthogonality_weight_from_the_start():
+    config = tiny_config(training={"pretrain_attention_steps": 100}, losses={"regularization": 0.5})
+    nets, batch = SASANNetworks(config), batches(["MR"])
+    assert (attention_pretraining_objective(nets, batch, config, 0)[0].item()
+            == pytest.approx(attention_pretraining_objective(nets, batch, config, 99)[0].item(), rel=1e-6))
+    maps, logits = nets.attention["MR"](batch["MR"]["image"])
+    assert (attention_pretraining_objective(nets, batch, config, 0)[0].item() == pytest.approx(
+        losses.segmentation_loss(logits, batch["MR"]["label"]).item()
+        + 0.5 * losses.attention_orthogonality_loss(maps).item(), rel=1e-5))

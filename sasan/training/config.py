@@ -125,6 +125,8 @@ class TrainingConfig:
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     decay_start: float = 0.5
     pretrain_attention_steps: int = 0
+    # Fraction of the pre-training over which the orthogonality weight ramps up from 0 (0: constant).
+    pretrain_regularization_warmup: float = 0.0
     freeze_pretrained_attention: bool = True
     ema_decay: float = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -253,6 +255,8 @@ def validate(config: RunConfig) -> RunConfig:
         (t.lr > 0, "training.lr: expected a positive number"),
         (len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "training.betas: expected two numbers in [0, 1)"),
         (0.0 <= t.decay_start <= 1.0, "training.decay_start: expected a fraction between 0 and 1"),
+        (0.0 <= t.pretrain_regularization_warmup <= 1.0,
+         "training.pretrain_regularization_warmup: expected a fraction between 0 and 1"),
         (0.0 <= t.ema_decay < 1.0, "training.ema_decay: expected a number in [0, 1)"),
         (m.num_maps >= 1, "model.num_maps: expected a positive integer"),
         (len(m.attention_widths) >= 2, "model.attention_widths: expected at least two levels"),

@@ -125,9 +125,22 @@ def discriminator_objective(nets: SASANNetworks, batches: dict[str, dict], out: 
     return total, {name: float(value.detach()) for name, value in terms.items()}
 
 
-def attention_pretraining_objective(nets: SASANNetworks, batches: dict[str, dict],
-                                    config: RunConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def pretraining_regularization_weight(config: RunConfig, step: int) -> float:
+    """The orthogonality weight at pre-training ``step``: ramped up linearly over the warm-up fraction.
+
+    With the full weight from the start the softmax maps can saturate before every class owns a map, and
+    a class left without one gets no gradient to claim one later (seen on the phantom: the aorta stayed
+    at Dice 0 for 2500 steps in some runs).
+    """
+    t = config.training
+    ramp = t.pretrain_regularization_warmup * t.pretrain_attention_steps
+    return config.losses.regularization * (min(1.0, step / ramp) if ramp > 0 else 1.0)
+
+
+def attention_pretraining_objective(nets: SASANNetworks, batches: dict[str, dict], config: RunConfig,
+                                    step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
     """Supervised warm-up of the labelled domains' attention modules: CE + Dice + orthogonality."""
+    regularization = pretraining_regularization_weight(config, step)
     terms = {}
     for m, batch in batches.items():
         label = _labels(batch)
@@ -135,7 +148,7 @@ def attention_pretraining_objective(nets: SASANNetworks, batches: dict[str, dict
             continue
         maps, logits = nets.attention[m](batch["image"])
         terms[f"pretrain_{m}"] = (losses.segmentation_loss(logits.float(), label)
-                                  + config.losses.regularization * losses.attention_orthogonality_loss(maps.float()))
+                                  + regularization * losses.attention_orthogonality_loss(maps.float()))
     if not terms:
         raise ValueError("attention pre-training needs a labelled domain with attention (model.attention: true)")
     total = sum(terms.values())

@@ -170,7 +170,7 @@ class Trainer:
         pretrain, adversarial, _ = self.phases
         nets = self.wrapped
         if self.step < pretrain:
-            loss, terms = attention_pretraining_objective(nets, self._batches(), self.config)
+            loss, terms = attention_pretraining_objective(nets, self._batches(), self.config, self.step)
             self._backward_step(loss, self.pretrain_optimiser)
             return terms
         if self.step < pretrain + adversarial:

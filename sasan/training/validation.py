@@ -36,11 +36,22 @@ def mean_dice(prediction: torch.Tensor, truth: torch.Tensor, num_classes: int) -
 
 @torch.no_grad()
 def validate(trainer, limit_slices: int = 32) -> dict[str, float]:
-    """Dice on translated held-out source slices, by the target attention head and by the segmenter."""
+    """Dice on held-out labelled slices, only for networks that have trained.
+
+    With a translator: the translated source slices, by the target attention head once the adversarial
+    phase has begun, and by the segmenter in its phase. A segmenter-only run (no adversarial steps): the
+    segmenter on the target modality's own held-out slices. Before that (attention pre-training) nothing:
+    a randomly initialised generator's translations would only log noise.
+    """
     config = trainer.config
     source, target = config.data.source.modality, config.data.target.modality
-    found = held_out_slices(trainer.data.test.get(source, []), config.data.image_size, config.data.context,
-                            limit_slices)
+    pretrain, adversarial, _ = trainer.phases
+    translates = adversarial > 0
+    segmenter_trained = trainer.nets.segmenter is not None and trainer.step > pretrain + adversarial
+    if (translates and trainer.step <= pretrain) or not (translates or segmenter_trained):
+        return {}
+    found = held_out_slices(trainer.data.test.get(source if translates else target, []), config.data.image_size,
+                            config.data.context, limit_slices)
     if found is None:
         return {}
     images, truth = (t.to(trainer.device) for t in found)
@@ -48,16 +59,17 @@ def validate(trainer, limit_slices: int = 32) -> dict[str, float]:
     was_training = trainer.nets.training
     trainer.nets.eval()
     try:
-        attention = translator.get(f"attention.{source}")
-        maps = attention(images)[0] if attention is not None else None
-        fake = translator[f"generator.{source}_to_{target}"](images, maps)
         scores = {}
-        target_attention = translator.get(f"attention.{target}")
-        if target_attention is not None:
-            scores["val/dice_attention_head"] = mean_dice(target_attention(fake)[1].argmax(1), truth,
-                                                          config.num_classes)
-        if trainer.nets.segmenter is not None and trainer.step > sum(trainer.phases[:2]):
-            scores["val/dice_segmenter"] = mean_dice(trainer.nets.segmenter(fake).argmax(1), truth,
+        if translates:
+            attention = translator.get(f"attention.{source}")
+            maps = attention(images)[0] if attention is not None else None
+            images = translator[f"generator.{source}_to_{target}"](images, maps)
+            target_attention = translator.get(f"attention.{target}")
+            if target_attention is not None:
+                scores["val/dice_attention_head"] = mean_dice(target_attention(images)[1].argmax(1), truth,
+                                                              config.num_classes)
+        if segmenter_trained:
+            scores["val/dice_segmenter"] = mean_dice(trainer.nets.segmenter(images).argmax(1), truth,
                                                      config.num_classes)
     finally:
         trainer.nets.train(was_training)

@@ -65,7 +65,9 @@ ROW_ORDER = METHODS + (SASAN_AUGMENTED,)  # SASAN_AUGMENTED only where the prese
 CYCLEGAN_STYLE_OVERRIDES = {
     "model": {"attention": False},
     "losses": {"use_auxiliary": False, "use_regularization": False, "use_segmentation_discriminator": False},
-    "training": {"pretrain_attention_steps": 0, "segmenter_with_translations": False},  # no head to label them
+    # no head to pre-train, copy or label translations with
+    "training": {"pretrain_attention_steps": 0, "copy_pretrained_attention": False,
+                 "segmenter_with_translations": False},
 }
 
 

@@ -33,3 +33,21 @@ def test_frozen_pretrained_attention_is_exported_exactly(tmp_path):
     ct_exported = trainer.exported_networks()["attention.CT"].state_dict()
     ct_live = trainer.nets.attention["CT"].state_dict()
     assert any(not torch.equal(ct_exported[k], ct_live[k]) for k in ct_live if ct_live[k].is_floating_point())
+
+
+def test_unlabelled_attention_can_start_as_a_copy_of_the_pretrained_one(tmp_path):
+    trainer = Trainer(tiny_config(training={"pretrain_attention_steps": 3, "steps": 2, "segmenter_steps": 0,
+                                            "copy_pretrained_attention": True}), tmp_path)
+    for _ in range(3):
+        trainer.train_step()
+        trainer.step += 1
+    mr = trainer.nets.attention["MR"].state_dict()
+    assert any(not torch.equal(v, trainer.nets.attention["CT"].state_dict()[k]) for k, v in mr.items())
+    trainer._begin_adversarial_phase()
+    for modules in (trainer.nets.attention, trainer.ema.shadow):
+        ct = (modules["CT"] if "CT" in modules else modules["attention.CT"]).state_dict()
+        assert all(torch.equal(v, ct[k]) for k, v in mr.items())
+    trainer.train_step()  # the copy is a separate module: adversarial updates move CT, not the frozen MR
+    assert all(torch.equal(v, trainer.nets.attention["MR"].state_dict()[k]) for k, v in mr.items())
+    assert any(not torch.equal(v, trainer.nets.attention["CT"].state_dict()[k]) for k, v in mr.items()
+               if v.is_floating_point())

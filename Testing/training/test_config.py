@@ -22,6 +22,10 @@ PRESETS = sorted((Path(__file__).parents[2] / "Resources" / "configs").glob("*.y
     ({"data": {"image_size": 100}}, r"^data\.image_size: expected a multiple of 16"),
     ({"data": {"context": 2}}, r"^data\.context: expected an odd number"),
     ({"data": {"source": {"layout": "folder"}}}, r"^data\.source\.root: a 'folder' layout needs a data folder"),
+    ({"training": {"pretrain_regularization_warmup": 1.5}},
+     r"^training\.pretrain_regularization_warmup: expected a fraction"),
+    ({"training": {"copy_pretrained_attention": True}},
+     r"^training\.copy_pretrained_attention: needs attention pre-training"),
 ])
 def test_bad_values_name_the_key(mapping, message):
     with pytest.raises(ConfigError, match=message):

@@ -128,6 +128,9 @@ class TrainingConfig:
     # Fraction of the pre-training over which the orthogonality weight ramps up from 0 (0: constant).
     pretrain_regularization_warmup: float = 0.0
     freeze_pretrained_attention: bool = True
+    # Start the unlabelled domain's attention module as a copy of the pre-trained labelled one (both
+    # modalities show the same anatomy), instead of from its random initialisation.
+    copy_pretrained_attention: bool = False
     ema_decay: float = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: str = "auto"
@@ -283,6 +286,10 @@ def validate(config: RunConfig) -> RunConfig:
         raise ConfigError("training.setup: 'unpaired' needs labels in one domain (data.source.labelled)")
     if t.setup == "unpaired_both_labels" and not all(labelled):
         raise ConfigError("training.setup: 'unpaired_both_labels' needs data.source.labelled and data.target.labelled")
+    if t.copy_pretrained_attention and not (t.pretrain_attention_steps > 0 and m.attention
+                                            and sum(labelled) == 1):
+        raise ConfigError("training.copy_pretrained_attention: needs attention pre-training "
+                          "(pretrain_attention_steps > 0, model.attention) and exactly one labelled domain")
     if any(labelled) and not d.labels:
         raise ConfigError("data.labels: a labelled domain needs its structures listed (name, value, color)")
     return config

@@ -158,6 +158,18 @@ class Trainer:
             if labelled[modality]:
                 module.requires_grad_(False)
 
+    def _begin_adversarial_phase(self) -> None:
+        """After pre-training: seed the unlabelled attention module if asked, restart the weight average."""
+        if self.config.training.copy_pretrained_attention:
+            data = self.config.data
+            labelled, unlabelled = ((data.source.modality, data.target.modality) if data.source.labelled
+                                    else (data.target.modality, data.source.modality))
+            self.nets.attention[unlabelled].load_state_dict(self.nets.attention[labelled].state_dict())
+        if self.ema is not None:
+            # The average starts from the pre-trained attention, not from the random initialisation
+            # (a frozen module would otherwise only creep towards its trained weights).
+            self.ema.reset(self._translator())
+
     def _backward_step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
         optimiser.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -174,10 +186,8 @@ class Trainer:
             self._backward_step(loss, self.pretrain_optimiser)
             return terms
         if self.step < pretrain + adversarial:
-            if self.step == pretrain and pretrain and self.ema is not None:
-                # The average starts from the pre-trained attention, not from the random initialisation
-                # (a frozen module would otherwise only creep towards its trained weights).
-                self.ema.reset(self._translator())
+            if self.step == pretrain and pretrain:
+                self._begin_adversarial_phase()
             self._freeze_pretrained()
             batches = self._batches()
             for disc in nets.discriminators():

@@ -23,7 +23,9 @@ TINY = {"data": {"image_size": 32, "phantom_subjects": 3, "phantom_size": 32},
                   "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
                   "segmenter_width": 4, "segmenter_depth": 2},
         "training": {"steps": 6, "pretrain_attention_steps": 3, "segmenter_steps": 8, "threads": 1,
-                     "log_every": 2, "segmenter_with_translations": True}}  # every row, "w/ aug." included
+                     "log_every": 2, "segmenter_with_translations": True,  # every row, "w/ aug." included
+                     # the full preset's pre-training options, so every run the demo derives must accept them
+                     "pretrain_regularization_warmup": 0.5, "copy_pretrained_attention": True}}
 
 
 @pytest.fixture(scope="module")

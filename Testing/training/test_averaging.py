@@ -1,7 +1,9 @@
 """The exported EMA translator: it starts from the pre-trained attention, then averages the live weights."""
 import torch
 
+from sasan.training.export import read_run_config
 from sasan.training.networks import ExponentialAverage
+from sasan.training.segmenter import train_segmenter
 from sasan.training.trainer import Trainer
 
 from .tiny import tiny_config
@@ -51,3 +53,11 @@ def test_unlabelled_attention_can_start_as_a_copy_of_the_pretrained_one(tmp_path
     assert all(torch.equal(v, trainer.nets.attention["MR"].state_dict()[k]) for k, v in mr.items())
     assert any(not torch.equal(v, trainer.nets.attention["CT"].state_dict()[k]) for k, v in mr.items()
                if v.is_floating_point())
+
+
+def test_segmenter_only_run_of_a_copying_configuration_writes_a_config_that_loads_again(tmp_path):
+    # train-segmenter (and the demo's MR U-Net) zero the adversarial and pre-training steps of such a config
+    config = tiny_config(training={"pretrain_attention_steps": 2, "steps": 2, "segmenter_steps": 2,
+                                   "copy_pretrained_attention": True})
+    run = train_segmenter(config, tmp_path / "unet")
+    assert read_run_config(run).training.copy_pretrained_attention

@@ -286,8 +286,10 @@ def validate(config: RunConfig) -> RunConfig:
         raise ConfigError("training.setup: 'unpaired' needs labels in one domain (data.source.labelled)")
     if t.setup == "unpaired_both_labels" and not all(labelled):
         raise ConfigError("training.setup: 'unpaired_both_labels' needs data.source.labelled and data.target.labelled")
-    if t.copy_pretrained_attention and not (t.pretrain_attention_steps > 0 and m.attention
-                                            and sum(labelled) == 1):
+    # Checked only where there is adversarial training: a segmenter-only run derived from such a
+    # configuration (steps 0) keeps the key harmlessly.
+    if t.copy_pretrained_attention and t.steps > 0 and not (t.pretrain_attention_steps > 0 and m.attention
+                                                            and sum(labelled) == 1):
         raise ConfigError("training.copy_pretrained_attention: needs attention pre-training "
                           "(pretrain_attention_steps > 0, model.attention) and exactly one labelled domain")
     if any(labelled) and not d.labels:

@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 QUICK_PRESET = "phantom_quick.yaml"
 FULL_PRESET = "phantom_demo.yaml"
 # Wall time of the whole demo on a 2-core AMD EPYC (Zen 4) with about one core free, measured with the
-# presets above (quick 2.9-3.8 min, full 31.5 min; benchmarks/RESULTS.md); busier machines take longer.
-EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 32 minutes"}
+# presets above (quick 2.9-4.2 min, full 28.9-31.5 min; benchmarks/RESULTS.md); busier machines take longer.
+EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 30 minutes"}
 
 NO_ADAPTATION = "W/o adaptation"
 HISTOGRAM_MATCHING = "Histogram matching"

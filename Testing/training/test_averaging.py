@@ -46,9 +46,8 @@ def test_unlabelled_attention_can_start_as_a_copy_of_the_pretrained_one(tmp_path
     mr = trainer.nets.attention["MR"].state_dict()
     assert any(not torch.equal(v, trainer.nets.attention["CT"].state_dict()[k]) for k, v in mr.items())
     trainer._begin_adversarial_phase()
-    for modules in (trainer.nets.attention, trainer.ema.shadow):
-        ct = (modules["CT"] if "CT" in modules else modules["attention.CT"]).state_dict()
-        assert all(torch.equal(v, ct[k]) for k, v in mr.items())
+    for ct in (trainer.nets.attention["CT"], trainer.ema.shadow["attention.CT"]):  # live and averaged
+        assert all(torch.equal(v, ct.state_dict()[k]) for k, v in mr.items())
     trainer.train_step()  # the copy is a separate module: adversarial updates move CT, not the frozen MR
     assert all(torch.equal(v, trainer.nets.attention["MR"].state_dict()[k]) for k, v in mr.items())
     assert any(not torch.equal(v, trainer.nets.attention["CT"].state_dict()[k]) for k, v in mr.items()

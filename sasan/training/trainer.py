@@ -148,12 +148,15 @@ class Trainer:
             batches[modality] = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         return batches
 
+    def _is_labelled(self) -> dict[str, bool]:
+        data = self.config.data
+        return {data.source.modality: data.source.labelled, data.target.modality: data.target.labelled}
+
     def _freeze_pretrained(self) -> None:
         t = self.config.training
         if not (self.phases[0] and t.freeze_pretrained_attention):
             return
-        labelled = {self.config.data.source.modality: self.config.data.source.labelled,
-                    self.config.data.target.modality: self.config.data.target.labelled}
+        labelled = self._is_labelled()
         for modality, module in self.nets.attention.items():
             if labelled[modality]:
                 module.requires_grad_(False)
@@ -161,9 +164,9 @@ class Trainer:
     def _begin_adversarial_phase(self) -> None:
         """After pre-training: seed the unlabelled attention module if asked, restart the weight average."""
         if self.config.training.copy_pretrained_attention:
-            data = self.config.data
-            labelled, unlabelled = ((data.source.modality, data.target.modality) if data.source.labelled
-                                    else (data.target.modality, data.source.modality))
+            flags = self._is_labelled()  # exactly one labelled domain: the config checks it
+            labelled = next(m for m, is_labelled in flags.items() if is_labelled)
+            unlabelled = next(m for m, is_labelled in flags.items() if not is_labelled)
             self.nets.attention[unlabelled].load_state_dict(self.nets.attention[labelled].state_dict())
         if self.ema is not None:
             # The average starts from the pre-trained attention, not from the random initialisation

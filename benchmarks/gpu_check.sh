@@ -21,7 +21,7 @@ if [ -d .whl ]; then  # packages this machine lacks, carried as wheels
 fi
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     echo "no CUDA-enabled torch here; installing one" >&2
-    "$PY" -m pip install -q torch safetensors pyyaml
+    "$PY" -m pip install -q torch safetensors pyyaml  # needs a package index; a lent machine has none (carry .whl)
 fi
 "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv | tee "$RESULTS_DIR/nvidia-smi.csv"

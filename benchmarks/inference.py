@@ -197,15 +197,15 @@ def psnr(reference: np.ndarray, test: np.ndarray) -> float:
 
 def agreement(model: SASANModel, engine, volume: Volume, image_size: int) -> dict[str, float]:
     """Translated centre slices (PSNR over the naive output's range) and segmenter labels (fraction equal)
-    of naive vs ours on a few slices of the synthetic CT."""
+    of naive vs ours on a few slices of the synthetic CT; ``model`` runs on the engine's device."""
     naive_images, our_images, naive_labels, our_labels = [], [], [], []
     indices = np.linspace(0, volume.shape[0] - 1, 4).astype(int)
     with torch.inference_mode():
         for index in indices:
-            x = slice_input(volume, image_size, int(index))
+            x = slice_input(volume, image_size, int(index)).to(engine.device)
             stack = model.generator("CT", "MR")(x, model.attention("CT")(x)[0])
-            naive_images.append(stack[:, 1].numpy())
-            naive_labels.append(model.segmenter("MR")(stack).argmax(1).numpy())
+            naive_images.append(stack[:, 1].cpu().numpy())
+            naive_labels.append(model.segmenter("MR")(stack).argmax(1).cpu().numpy())
             prepared = engine.prepare_input(x)
             ours = engine.generator(prepared, engine.attention(prepared)[0]).float()
             our_images.append(ours[:, 1].cpu().numpy())

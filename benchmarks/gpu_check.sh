@@ -6,7 +6,8 @@
 #    512² volume translated + segmented + attention maps (GPU peak memory), and translate_volume on
 #    16 slices on the CPU (fp32) vs the GPU (bf16): PSNR, label and attention-map agreement.
 # 3. The inference tests there (their device "auto" is the GPU, so they check the CUDA path too).
-# Expected to take a few minutes (not yet run: the task that wrote it had no GPU).
+# On a lent H100 (2026-11-26) it took 82 s. The machine there has no package index: carry SimpleITK,
+# nibabel and monai as wheels in .whl/ (see the device notes of the environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -1,0 +1,122 @@
+"""One SASAN variant of the full phantom preset, trained within a time budget and scored on the held-out CT.
+
+    .venv/bin/python benchmarks/phantom_variant.py seed1 runs/variants/seed1 --set '{"training": {"seed": 1}}'
+    python3 benchmarks/phantom_variant.py steps1500 OUT --set '{"training": {"steps": 1500}}' --device cuda
+
+For exploring the preset (seeds, steps, sizes) faster than the whole demo: trains the MR U-Net and
+SASAN CT -> MR of ``phantom_demo.yaml`` with ``--set`` merged in, and scores SASAN, "W/o adaptation" and
+the U-Net on real MR (its ceiling) on the held-out volumes; no CycleGAN-style baseline, no w/ aug. U-Net.
+Training stops at ``--budget`` seconds from the start (several variants can then share one lent GPU for a
+fixed time); a cut run is scored at its last checkpoint and says so. Prints one JSON line prefixed
+``RESULT``. This is a script, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from phantom_protocol import unet_ceiling  # noqa: E402  (benchmarks/phantom_protocol.py)
+from sasan import bundle  # noqa: E402
+from sasan.baselines import UntranslatedSegmenter, no_adaptation  # noqa: E402
+from sasan.demo import NO_ADAPTATION, SASAN, demo_configs, load_preset, merge  # noqa: E402
+from sasan.protocol import ProtocolResult, held_out_volumes, run_methods, translation_method  # noqa: E402
+from sasan.training.export import export_run, load_run_networks  # noqa: E402
+from sasan.training.segmenter import train_segmenter  # noqa: E402
+from sasan.training.trainer import Trainer  # noqa: E402
+
+log = logging.getLogger("benchmarks.phantom_variant")
+
+
+class OutOfTime(Exception):
+    """Raised in the training loop when the budget is spent."""
+
+
+def _raise_out_of_time(*_) -> None:
+    raise OutOfTime
+
+
+def structure_dice(result: ProtocolResult, method: str) -> dict[str, float]:
+    """Mean Dice over volumes per structure of ``method``."""
+    found: dict[str, list[float]] = {}
+    for row in result.segmentation_rows:
+        if row.method == method:
+            for structure, scores in row.scores.items():
+                found.setdefault(structure, []).append(scores["dice"])
+    return {structure: sum(values) / len(values) for structure, values in found.items()}
+
+
+def mean(values: dict[str, float]) -> float:
+    return sum(values.values()) / len(values)
+
+
+def train_within(trainer: Trainer, seconds: float) -> bool:
+    """Train until done or ``seconds`` have passed; returns whether the run was cut short."""
+    signal.signal(signal.SIGALRM, _raise_out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1.0))
+    try:
+        trainer.fit()
+        return False
+    except OutOfTime:
+        log.warning("budget spent at step %d of %d: scoring the last checkpoint", trainer.step, trainer.total_steps)
+        return True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("name", help="the variant's name in the RESULT line")
+    parser.add_argument("output", type=Path, help="folder for its runs, model file and scores")
+    parser.add_argument("--set", default="{}", help="JSON merged into the preset, e.g. '{\"training\": {\"seed\": 1}}'")
+    parser.add_argument("--budget", type=float, default=3600.0, help="seconds from the start before training stops")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.name} %(name)s: %(message)s", datefmt="%H:%M:%S")
+    started = time.monotonic()
+    overrides = json.loads(args.set)
+    preset, _ = load_preset(quick=False)
+    configs = demo_configs(preset, merge(overrides, {"training": {"threads": args.threads, "device": args.device}}))
+    torch.set_num_threads(args.threads)
+    data = configs.sasan.data
+    source, target = data.source.modality, data.target.modality
+
+    segmenter_run = train_segmenter(configs.segmenter, args.output / "mr_unet")
+    volumes = held_out_volumes(configs.sasan)
+    _, networks, _, _ = load_run_networks(segmenter_run)
+    unet = UntranslatedSegmenter(networks.segmenter, data.image_size, data.context, data.axis, args.device)
+    plain = run_methods({NO_ADAPTATION: no_adaptation(unet, data.source.normalization)}, volumes, data.labels,
+                        args.output / "scores", target=target, overwrite=True)
+
+    trainer = Trainer(configs.sasan, args.output / "sasan")
+    training_started = time.monotonic()
+    cut = train_within(trainer, args.budget - (training_started - started))
+    training_seconds = time.monotonic() - training_started
+    model_file = export_run(args.output / "sasan", args.output / "sasan.safetensors", segmenter_run=segmenter_run,
+                            overwrite=True)
+    scored_step = load_run_networks(args.output / "sasan")[3]
+    translate = translation_method(bundle.load(model_file), source, target, device=args.device, threads=args.threads)
+    sasan = run_methods({SASAN: translate}, volumes, data.labels, args.output / "scores", target=target, overwrite=True)
+
+    per_structure = structure_dice(sasan, SASAN)
+    print("RESULT " + json.dumps({
+        "name": args.name, "set": overrides, "scored_step": scored_step, "total_steps": trainer.total_steps,
+        "cut": cut, "sasan": round(mean(per_structure), 3),
+        "per_structure": {k: round(v, 3) for k, v in per_structure.items()},
+        "no_adaptation": round(mean(structure_dice(plain, NO_ADAPTATION)), 3),
+        "unet_ceiling_real_mr": round(unet_ceiling(segmenter_run), 3),
+        "sasan_train_s": round(training_seconds), "total_s": round(time.monotonic() - started),
+        "device": torch.cuda.get_device_name(0) if trainer.device.type == "cuda" else "cpu"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

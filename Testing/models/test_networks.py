@@ -27,6 +27,15 @@ def test_attention_maps_are_a_partition_and_head_gives_class_logits():
     assert maps.min() >= 0
 
 
+def test_every_class_starts_owning_one_map():
+    # A pixel wholly on map c is labelled c at initialisation; the maps beyond the classes label nothing.
+    module = AttentionModule(3, num_maps=6, num_classes=4, widths=(8, 16))
+    one_hot = torch.eye(6)[:, :, None, None]  # six pixels-worth of maps, each on one map
+    logits = module.segmentation_head(one_hot) * module.head_scale
+    assert logits[:4].squeeze().argmax(1).tolist() == [0, 1, 2, 3]
+    assert torch.all(logits[4:] == 0)
+
+
 def test_generator_shapes_range_and_dependence_on_maps():
     generator = Generator(3, 3, num_maps=4, encoder_widths=(8, 16, 16, 16), decoder_widths=(16, 8, 8),
                           head_width=4, spade_hidden=8)

@@ -15,6 +15,8 @@ class AttentionModule(nn.Module):
     U-Net level (the first at full resolution, each next one at half); H and W must be divisible by
     ``2 ** (len(widths) - 1)``. The segmentation head is one 1x1 convolution of the maps; its logits are
     multiplied by ``head_scale`` because maps in [0, 1] otherwise give logits too flat to learn from.
+    The head starts as the identity from the first ``num_classes`` maps to the classes (the other maps
+    free), so that every class owns a map from the first step.
     """
 
     def __init__(self, in_channels: int = 3, num_maps: int = 8, num_classes: int = 5,
@@ -34,6 +36,13 @@ class AttentionModule(nn.Module):
         )
         self.to_maps = nn.Conv2d(widths[0], num_maps, 1)
         self.segmentation_head = nn.Conv2d(num_maps, num_classes, 1)
+        # With a random head the saturating softmax could leave a class without a map for good: the LA
+        # blood pool (as bright as the LV's) stayed at Dice 0 after pre-training for 2 of 3 phantom seeds.
+        with torch.no_grad():
+            self.segmentation_head.weight.zero_()
+            self.segmentation_head.bias.zero_()
+            for index in range(min(num_maps, num_classes)):
+                self.segmentation_head.weight[index, index] = 1.0
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = run_unet(x, self.down, self.up)

@@ -85,7 +85,7 @@ def aims(summary: list[dict]) -> list[str]:
 
 
 def section(mode: str, summary: list[dict], ceiling: float, started: datetime.datetime, wall: float, cpu: float,
-            loads: tuple[float, float], output: Path) -> str:
+            loads: tuple[float, float], output: Path, threads: int | None = None) -> str:
     structures = list(dict.fromkeys(row["structure"] for row in summary if row["structure"] != MEAN_STRUCTURE))
     busy = max(loads) > 0.5 * (os.cpu_count() or 1)
     lines = [f"## Phantom protocol ({mode})", "",
@@ -94,7 +94,8 @@ def section(mode: str, summary: list[dict], ceiling: float, started: datetime.da
              + (" (shared, busy machine: the wall time is stretched by other jobs; the CPU time is this run's)"
                 if busy else ""), "",
              f"Wall time {wall / 60:.1f} min; CPU time of this process {cpu / 60:.1f} min. "
-             f"Command: `sasan demo{' --quick' if mode == 'quick' else ''}` (outputs in `{output}`).", "",
+             f"Command: `sasan demo{' --quick' if mode == 'quick' else ''}"
+             f"{f' --threads {threads}' if threads else ''}` (outputs in `{output}`).", "",
              "Held-out CT volumes of the phantom, Dice and ASSD (mm) mean ± std over volumes; the MR U-Net "
              "trained once on real MR serves every row.", "",
              markdown_table(summary, structures).rstrip(), "", *aims(summary),
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the quick preset instead of the full one")
     parser.add_argument("--output", default="runs/phantom_protocol_benchmark", help="the demo's output folder")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the free cores)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -115,13 +117,13 @@ def main() -> None:
     output = Path(args.output) / mode
     started, load_before = datetime.datetime.now(), os.getloadavg()[0]
     wall_start = time.monotonic()
-    run_demo(output, quick=args.quick, overwrite=True)
+    run_demo(output, quick=args.quick, overwrite=True, threads=args.threads)
     wall = time.monotonic() - wall_start
     usage = resource.getrusage(resource.RUSAGE_SELF)
     ceiling = unet_ceiling(output / "runs" / "mr_unet")
     cpu = usage.ru_utime + usage.ru_stime
     text = section(mode, read_summary(output / "results.csv"), ceiling, started, wall, cpu,
-                   (load_before, os.getloadavg()[0]), output)
+                   (load_before, os.getloadavg()[0]), output, args.threads)
     print(text)
     if not args.no_write:
         write_section(text, f"## Phantom protocol ({mode})", RESULTS)

@@ -24,11 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from phantom_protocol import unet_ceiling  # noqa: E402  (benchmarks/phantom_protocol.py)
+from phantom_protocol import mean_dice, unet_ceiling  # noqa: E402  (benchmarks/phantom_protocol.py)
 from sasan import bundle  # noqa: E402
 from sasan.baselines import UntranslatedSegmenter, no_adaptation  # noqa: E402
 from sasan.demo import NO_ADAPTATION, SASAN, demo_configs, load_preset, merge  # noqa: E402
-from sasan.protocol import ProtocolResult, held_out_volumes, run_methods, translation_method  # noqa: E402
+from sasan.evaluation import MEAN_STRUCTURE, summarize  # noqa: E402
+from sasan.protocol import held_out_volumes, run_methods, translation_method  # noqa: E402
 from sasan.training.export import export_run, load_run_networks  # noqa: E402
 from sasan.training.segmenter import train_segmenter  # noqa: E402
 from sasan.training.trainer import Trainer  # noqa: E402
@@ -42,20 +43,6 @@ class OutOfTime(Exception):
 
 def _raise_out_of_time(*_) -> None:
     raise OutOfTime
-
-
-def structure_dice(result: ProtocolResult, method: str) -> dict[str, float]:
-    """Mean Dice over volumes per structure of ``method``."""
-    found: dict[str, list[float]] = {}
-    for row in result.segmentation_rows:
-        if row.method == method:
-            for structure, scores in row.scores.items():
-                found.setdefault(structure, []).append(scores["dice"])
-    return {structure: sum(values) / len(values) for structure, values in found.items()}
-
-
-def mean(values: dict[str, float]) -> float:
-    return sum(values.values()) / len(values)
 
 
 def train_within(trainer: Trainer, seconds: float) -> bool:
@@ -103,16 +90,17 @@ def main() -> None:
     training_seconds = time.monotonic() - training_started
     model_file = export_run(args.output / "sasan", args.output / "sasan.safetensors", segmenter_run=segmenter_run,
                             overwrite=True)
-    scored_step = load_run_networks(args.output / "sasan")[3]
-    translate = translation_method(bundle.load(model_file), source, target, device=args.device, threads=args.threads)
+    model = bundle.load(model_file)
+    translate = translation_method(model, source, target, device=args.device, threads=args.threads)
     sasan = run_methods({SASAN: translate}, volumes, data.labels, args.output / "scores", target=target, overwrite=True)
 
-    per_structure = structure_dice(sasan, SASAN)
+    summary = summarize(plain.segmentation_rows + sasan.segmentation_rows)
     print("RESULT " + json.dumps({
-        "name": args.name, "set": overrides, "scored_step": scored_step, "total_steps": trainer.total_steps,
-        "cut": cut, "sasan": round(mean(per_structure), 3),
-        "per_structure": {k: round(v, 3) for k, v in per_structure.items()},
-        "no_adaptation": round(mean(structure_dice(plain, NO_ADAPTATION)), 3),
+        "name": args.name, "set": overrides, "scored_step": model.card.provenance["steps"],
+        "total_steps": trainer.total_steps, "cut": cut, "sasan": round(mean_dice(summary, SASAN), 3),
+        "per_structure": {row["structure"]: round(row["dice_mean"], 3) for row in summary
+                          if row["method"] == SASAN and row["structure"] != MEAN_STRUCTURE},
+        "no_adaptation": round(mean_dice(summary, NO_ADAPTATION), 3),
         "unet_ceiling_real_mr": round(unet_ceiling(segmenter_run), 3),
         "sasan_train_s": round(training_seconds), "total_s": round(time.monotonic() - started),
         "device": torch.cuda.get_device_name(0) if trainer.device.type == "cuda" else "cpu"}), flush=True)

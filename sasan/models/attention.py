@@ -37,7 +37,8 @@ class AttentionModule(nn.Module):
         self.to_maps = nn.Conv2d(widths[0], num_maps, 1)
         self.segmentation_head = nn.Conv2d(num_maps, num_classes, 1)
         # With a random head the saturating softmax could leave a class without a map for good: the LA
-        # blood pool (as bright as the LV's) stayed at Dice 0 after pre-training for 2 of 3 phantom seeds.
+        # blood pool (as bright as the LV's) stayed at Dice 0 after pre-training with phantom seed 1
+        # (benchmarks/RESULTS.md, "Attention pre-training: random head against identity head").
         with torch.no_grad():
             self.segmentation_head.weight.zero_()
             self.segmentation_head.bias.zero_()

@@ -7,7 +7,7 @@ from torch import nn
 from sasan.baselines import (BaselineError, UntranslatedSegmenter, histogram_match, histogram_matching,
                              no_adaptation, reference_quantiles)
 from sasan.data.volume import Volume
-from sasan.training.config import NormalizationConfig
+from sasan.training.config import CropConfig, NormalizationConfig
 
 WINDOW_0_100 = NormalizationConfig(method="window", window=[0.0, 100.0])
 
@@ -119,3 +119,19 @@ def test_baseline_methods_normalise_as_told_and_histogram_matching_returns_its_m
     assert matched.translated.same_geometry(volume)
     np.testing.assert_array_equal(matched.segmentation.array, matched.translated.array > 0)
 
+
+
+def test_baselines_crop_as_the_source_modality_does_and_leave_the_rest_unlabelled():
+    volume = blocks_volume()
+    volume.array[:, :, :3] = -1000.0  # "air" along one side: the foreground crop drops those columns
+    segmenter = UntranslatedSegmenter(ChannelThreshold(1), image_size=16, context=3)
+    crop = CropConfig(method="foreground", threshold=0.0, margin_mm=0.0)
+    plain = no_adaptation(segmenter, NormalizationConfig(method="window", window=[0.0, 15.0]), crop)(volume)
+    assert plain.segmentation.same_geometry(volume)
+    assert not plain.segmentation.array[:, :, :3].any() and plain.segmentation.array[:, :, 3:].all()
+
+    reference = np.linspace(-500.0, 500.0, 11)
+    matched = histogram_matching(segmenter, NormalizationConfig(method="window", window=[-100.0, 100.0]),
+                                 reference, crop)(volume)
+    np.testing.assert_array_equal(matched.translated.array[:, :, 3:], histogram_match(volume.array[:, :, 3:], reference))
+    assert np.all(matched.translated.array[:, :, :3] == -500.0) and not matched.segmentation.array[:, :, :3].any()

@@ -139,3 +139,17 @@ def test_saved_files_are_readable_by_everyone(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
     bundle.save(path, card, bundle.expected_networks(card), overwrite=True)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_crop_round_trips_and_a_malformed_one_is_refused(tmp_path):
+    crop = {"method": "foreground", "threshold": -400.0, "margin_mm": 12.0, "rows": [0.0, 1.0], "columns": [0.0, 1.0]}
+    card = tiny_card(normalization={"CT": {**NORM, "crop": crop}, "MR": NORM})
+    path = bundle.save(tmp_path / "c.safetensors", card, bundle.expected_networks(card))
+    assert bundle.load(path).card.normalization["CT"]["crop"] == crop
+    for bad, message in (({**crop, "rows": [0.8, 0.2]}, r"normalization.CT: crop.rows"),
+                         ({**crop, "method": "lungs"}, "normalization.CT: crop.method"),
+                         ({**crop, "margin": 3}, "normalization.CT: crop.margin: unknown key")):
+        with pytest.raises(ModelFileError, match=message):
+            tiny_card(normalization={"CT": {**NORM, "crop": bad}, "MR": NORM}).validate()
+    with pytest.raises(ModelFileError, match=r"normalization.MR has unknown keys \['cropping'\]"):
+        tiny_card(normalization={"CT": NORM, "MR": {**NORM, "cropping": crop}}).validate()

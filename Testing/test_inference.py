@@ -14,6 +14,7 @@ import torch
 
 from sasan import bundle
 from sasan.bundle import ModelCard, SASANModel
+from sasan.data.crop import crop_from_dict, crop_region, crop_volume
 from sasan.data.geometry import (fit_to_square, from_slice_stack, restore_from_square, restore_from_square_tensor,
                                  slicing_axis, to_slice_stack)
 from sasan.data.preprocess import IntensityMap, denormalize, fit_intensity_map, normalize
@@ -232,6 +233,31 @@ def test_results_lie_on_the_input_grid(fp32_result, phantom):
     assert np.abs(total - 255).max() <= TINY["num_maps"]
     low, high = MR_NORM["reference"]["low"], MR_NORM["reference"]["high"]
     assert low - 1e-3 <= fp32_result.translated.array.min() and fp32_result.translated.array.max() <= high + 1e-3
+
+
+def test_a_cropped_translation_is_the_crop_translated_and_put_back_on_the_whole_grid(tiny_model, phantom):
+    volume, labels = phantom
+    crop = {"method": "foreground", "threshold": 100.0, "margin_mm": 0.0, "rows": [0.0, 1.0], "columns": [0.0, 1.0]}
+    normalization = copy.deepcopy(tiny_model.card.normalization)
+    normalization["CT"]["crop"] = crop
+    cropping = SASANModel(dataclasses.replace(tiny_model.card, normalization=normalization), tiny_model.networks)
+    result = translate_volume(volume, cropping, "MR", device="cpu", precision="fp32", threads=1)
+    region = crop_region(volume, crop_from_dict(crop), slicing_axis(volume, "axial"))
+    inside = np.zeros(volume.shape, bool)
+    inside[region.slices] = True
+    assert inside[labels > 0].all() and not inside.all()  # it keeps both regions and crops something
+    alone = translate_volume(crop_volume(volume, region), tiny_model, "MR", device="cpu", precision="fp32", threads=1)
+    for output, expected in zip((result.translated, result.segmentation, *result.attention),
+                                (alone.translated, alone.segmentation, *alone.attention)):
+        assert output.same_geometry(volume, atol=0)
+        np.testing.assert_allclose(output.array[region.slices], expected.array, atol=1e-5)
+    assert np.all(result.translated.array[~inside] == MR_NORM["reference"]["low"])
+    assert not result.segmentation.array[~inside].any()
+    assert not any(m.array[~inside].any() for m in result.attention)
+    normalization["CT"]["crop"] = {**crop, "margin_mm": -1.0}
+    broken = SASANModel(dataclasses.replace(tiny_model.card, normalization=normalization), tiny_model.networks)
+    with pytest.raises(InferenceError, match="crop for CT is malformed: crop.margin_mm"):
+        translate_volume(volume, broken, "MR", device="cpu")
 
 
 def test_batches_and_a_model_file_give_the_same_volume(tiny_model, phantom, fp32_result, tmp_path):

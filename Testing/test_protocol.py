@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from sasan import bundle, cli
+from sasan.data.crop import crop_from_dict, crop_region
+from sasan.data.geometry import slicing_axis
 from sasan.data.io import read_labels, read_volume
 from sasan.data.phantom import LABELS
 from sasan.data.volume import Volume
@@ -24,7 +26,10 @@ from sasan.training.segmenter import train_segmenter
 from sasan.training.trainer import Trainer
 
 TINY = {"name": "protocol_tiny",
-        "data": {"image_size": 32, "phantom_subjects": 3, "phantom_size": 32},
+        "data": {"image_size": 32, "phantom_subjects": 3, "phantom_size": 32,
+                 # both domains cropped to the body: training, the model card and evaluation must agree
+                 "source": {"crop": {"method": "foreground", "margin_mm": 6.0}},
+                 "target": {"crop": {"method": "foreground", "margin_mm": 6.0}}},
         "model": {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
                   "decoder_widths": [8, 8, 4], "head_width": 4, "spade_hidden": 4,
                   "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
@@ -145,6 +150,14 @@ def test_evaluate_writes_tables_volumes_and_figures_that_agree(tiny, tmp_path):
     segmentation = read_volume(segmentation_file, dtype=None)
     translated = read_volume(output / "volumes" / "protocol_tiny" / f"{subject}_translated.nii.gz")
     assert segmentation.same_geometry(ct) and translated.same_geometry(ct)
+    # the model's crop was applied: nothing is labelled outside the body's box, yet the box is not everything
+    card = bundle.read_card(model_file)
+    region = crop_region(ct, crop_from_dict(card.normalization["CT"]["crop"]), slicing_axis(ct, card.slicing_axis))
+    outside = np.ones(ct.shape, bool)
+    outside[region.slices] = False
+    assert card.normalization["CT"]["crop"]["method"] == "foreground" and outside.any()
+    assert not segmentation.array[outside].any()
+    assert np.all(translated.array[outside] == card.normalization["MR"]["reference"]["low"])
     # the table's numbers are those of the written segmentation against the phantom's own labels
     truth = read_labels(phantom / "CT" / "labels" / f"{subject}.nii.gz", LABELS)
     scores = segmentation_scores(segmentation.array, truth.array, STRUCTURES, ct.spacing)

@@ -13,18 +13,19 @@ the argmax. Only the intensity normalisation differs:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from sasan.data.crop import CropRegion, crop_region, crop_volume, paste
 from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
 from sasan.data.preprocess import fit_intensity_map, normalize
 from sasan.data.volume import Volume
 from sasan.inference.runtime import resolve_device
 from sasan.protocol import Method, MethodOutput
-from sasan.training.config import NormalizationConfig
+from sasan.training.config import CropConfig, NormalizationConfig
 
 REFERENCE_QUANTILES = 4097  # follows a histogram closely without keeping every reference voxel
 _SEGMENT_BATCH = 8
@@ -117,20 +118,32 @@ class UntranslatedSegmenter:
         return volume.with_array(segmentation)
 
 
-def no_adaptation(segmenter: UntranslatedSegmenter, source_normalization: NormalizationConfig) -> Method:
-    """The "W/o adaptation" row: the source volume, normalised as its own modality, straight into the U-Net."""
+def no_adaptation(segmenter: UntranslatedSegmenter, source_normalization: NormalizationConfig,
+                  source_crop: Optional[CropConfig] = None) -> Method:
+    """The "W/o adaptation" row: the source volume, cropped and normalised as its own modality, straight
+    into the U-Net (no class outside the crop)."""
     def run(volume: Volume) -> MethodOutput:
-        return MethodOutput(segmenter(volume, source_normalization))
+        region, cropped = _crop(volume, source_crop, segmenter.plane)
+        return MethodOutput(volume.with_array(paste(region, segmenter(cropped, source_normalization).array, 0)))
 
     return run
 
 
 def histogram_matching(segmenter: UntranslatedSegmenter, target_normalization: NormalizationConfig,
-                       reference: np.ndarray) -> Method:
-    """The "Histogram matching" row: the source volume histogram-matched to ``reference`` (target training
-    quantiles), normalised as the target modality, into the U-Net; the matched volume is its translation."""
+                       reference: np.ndarray, source_crop: Optional[CropConfig] = None) -> Method:
+    """The "Histogram matching" row: the source volume, cropped as its modality, histogram-matched to
+    ``reference`` (target training quantiles), normalised as the target modality, into the U-Net; the
+    matched volume (the reference's lowest value outside the crop) is its translation."""
     def run(volume: Volume) -> MethodOutput:
-        matched = volume.with_array(histogram_match(volume.array, reference))
-        return MethodOutput(segmenter(matched, target_normalization), translated=matched)
+        region, cropped = _crop(volume, source_crop, segmenter.plane)
+        matched = cropped.with_array(histogram_match(cropped.array, reference))
+        labels = segmenter(matched, target_normalization).array
+        return MethodOutput(volume.with_array(paste(region, labels, 0)),
+                            translated=volume.with_array(paste(region, matched.array, float(reference[0]))))
 
     return run
+
+
+def _crop(volume: Volume, crop: Optional[CropConfig], plane: str) -> tuple[CropRegion, Volume]:
+    region = crop_region(volume, crop or CropConfig(), slicing_axis(volume, plane))
+    return region, crop_volume(volume, region)

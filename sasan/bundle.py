@@ -23,6 +23,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from .data.crop import CropError, crop_from_dict
 from .models import build_attention, build_generator, build_segmenter
 from .training.config import ConfigError, LabelSpec, ModelConfig, _build
 
@@ -133,6 +134,13 @@ class ModelCard:
             entry = self.normalization[modality]
             need(isinstance(entry, dict) and "config" in entry and "reference" in entry,
                  f"normalization.{modality} needs 'config' and 'reference'")
+            need(set(entry) <= {"config", "reference", "crop"},
+                 f"normalization.{modality} has unknown keys {sorted(set(entry) - {'config', 'reference', 'crop'})}")
+            if "crop" in entry:  # optional: cards written before crops existed take whole slices
+                try:
+                    crop_from_dict(entry["crop"])
+                except CropError as error:
+                    need(False, f"normalization.{modality}: {error}")
         need(isinstance(self.labels, list), "labels must be a list")
         for index, label in enumerate(self.labels):
             need(isinstance(label, dict) and isinstance(label.get("name"), str)

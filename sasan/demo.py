@@ -166,8 +166,9 @@ def _score_baselines(configs: DemoConfigs, segmenter_run: Path, volumes: list[He
                                  config.data.axis, device)
     training_targets = load_domain(config.data.target, config.data, split="train")
     reference = reference_quantiles([item.volume.array for item in training_targets])
-    methods = {NO_ADAPTATION: no_adaptation(unet, config.data.source.normalization),
-               HISTOGRAM_MATCHING: histogram_matching(unet, config.data.target.normalization, reference)}
+    source = config.data.source
+    methods = {NO_ADAPTATION: no_adaptation(unet, source.normalization, source.crop),
+               HISTOGRAM_MATCHING: histogram_matching(unet, config.data.target.normalization, reference, source.crop)}
     return run_methods(methods, volumes, config.data.labels, output, target=config.data.target.modality,
                        overwrite=overwrite)
 

@@ -106,7 +106,7 @@ def translation_method(model: SASANModel, source: str, target: str, *, device: s
 
 def held_out_volumes(config: RunConfig) -> list[HeldOutVolume]:
     """The source domain's test split with its labels (volume order) and, for paired data, its partners."""
-    prepared = load_domain(config.data.source, config.data, split="test")
+    prepared = load_domain(config.data.source, config.data, split="test", cropped=False)
     if not prepared:
         raise ProtocolError(f"no held-out {config.data.source.modality} volumes: the test split is empty "
                             "(a domain needs at least two subjects; see data.test_fraction)")

@@ -11,13 +11,14 @@ from typing import Optional
 
 import numpy as np
 
+from sasan.data.crop import crop_region, crop_volume
 from sasan.data.geometry import slicing_axis, to_slice_stack
 from sasan.data.io import check_finite, read_labels, read_volume
 from sasan.data.layouts import Subject, find_subjects, split_subjects
 from sasan.data.preprocess import IntensityMap, fit_intensity_map, normalize
 from sasan.data.slices import SliceDataset
 from sasan.data.volume import Volume
-from sasan.training.config import DataConfig, DomainConfig, LabelSpec, NormalizationConfig
+from sasan.training.config import CropConfig, DataConfig, DomainConfig, LabelSpec, NormalizationConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ SPLITS = ("train", "test", "all")
 
 @dataclass
 class PreparedVolume:
-    """One subject ready for training: raw volume, slicing axis and normalised stacks ``(n, h, w)``."""
+    """One subject ready for training: raw volume (cropped as its domain asks), slicing axis and
+    normalised stacks ``(n, h, w)`` of that volume."""
 
     subject: Subject
     volume: Volume
@@ -41,22 +43,34 @@ def prepare_volume(
     normalization: NormalizationConfig,
     labels: list[LabelSpec],
     axis_preference: str = "auto",
+    crop: Optional[CropConfig] = None,
 ) -> PreparedVolume:
-    """Read, check and normalise one subject; its labels are read only when ``labels`` is not empty."""
+    """Read, check, crop and normalise one subject; its labels are read only when ``labels`` is not empty.
+
+    The intensity map is fitted to the cropped volume, as inference fits it (``sasan.inference.volume``).
+    """
     volume = read_volume(subject.image)
     check_finite(volume, str(subject.image))
     label_volume = None
     if subject.label is not None and labels:
         label_volume = read_labels(subject.label, labels, reference=volume)
     axis = slicing_axis(volume, axis_preference)
+    if crop is not None:
+        region = crop_region(volume, crop, axis)
+        volume = crop_volume(volume, region)
+        label_volume = None if label_volume is None else crop_volume(label_volume, region)
     intensity = fit_intensity_map(volume.array, normalization)
     stack = np.ascontiguousarray(to_slice_stack(normalize(volume.array, intensity), axis))
     label_stack = None if label_volume is None else np.ascontiguousarray(to_slice_stack(label_volume.array, axis))
     return PreparedVolume(subject, volume, axis, stack, label_stack, intensity)
 
 
-def load_domain(domain: DomainConfig, data: DataConfig, *, split: str = "train") -> list[PreparedVolume]:
+def load_domain(domain: DomainConfig, data: DataConfig, *, split: str = "train",
+                cropped: bool = True) -> list[PreparedVolume]:
     """Find, split and prepare the subjects of one domain (``split``: "train", "test" or "all").
+
+    ``cropped``: apply the domain's crop (training); evaluation takes whole volumes (``cropped=False``)
+    and lets each method crop as its model does.
 
     The phantom layout is generated once into a cache folder (``$SASAN_CACHE``, default
     ``~/.cache/sasan``) and then read as a folder layout.
@@ -80,7 +94,8 @@ def load_domain(domain: DomainConfig, data: DataConfig, *, split: str = "train")
         raise ValueError(
             f"the {domain.modality} domain is marked labelled but none of its {split} subjects has a label file"
         )
-    prepared = [prepare_volume(s, domain.normalization, labels, data.axis) for s in subjects]
+    crop = domain.crop if cropped else None
+    prepared = [prepare_volume(s, domain.normalization, labels, data.axis, crop) for s in subjects]
     log.info("%s domain, %s split: %d volumes, %d slices", domain.modality, split, len(prepared),
              sum(p.stack.shape[0] for p in prepared))
     return prepared

@@ -1,6 +1,7 @@
 """Translate (and segment) a whole volume, slice by slice, onto the input's exact voxel grid.
 
-Per batch of slices along the model's slicing axis: normalise the source slices with an intensity
+The volume is first cropped in-plane as the card's ``crop`` for the source modality asks (the results
+are pasted back onto the whole grid afterwards). Per batch of slices along the model's slicing axis: normalise the source slices with an intensity
 map fitted to this volume (the card's recipe for the source modality), build the 2.5D context stacks
 (edge slices repeated), pad-and-resize them to the model's square, run attention -> generator, keep
 the centre channel. The translated square slices feed the target's segmenter through a rolling
@@ -30,11 +31,12 @@ import torch
 
 from sasan import bundle
 from sasan.bundle import SASANModel
+from sasan.data.crop import CropError, crop_from_dict, crop_region, crop_volume, paste
 from sasan.data.geometry import (fit_to_square_tensor, restore_from_square_tensor, slicing_axis,
                                  to_slice_stack)
 from sasan.data.preprocess import IntensityMap, NormalizationError, denormalize, fit_intensity_map, normalize
 from sasan.data.volume import Volume
-from sasan.training.config import NormalizationConfig
+from sasan.training.config import CropConfig, NormalizationConfig
 
 from .engine import Engine, build_engine
 from .errors import InferenceError, TranslationCancelled
@@ -104,27 +106,33 @@ def translate_volume(
     dtype = resolve_precision(precision, torch_device)
     if batch_size is not None and batch_size < 1:
         raise InferenceError(f"batch_size must be a positive integer; got {batch_size}")
-    source_map = _fit_source_map(volume, card, source)
+    region = crop_region(volume, _card_crop(card, source), axis)
+    work = crop_volume(volume, region)
+    source_map = _fit_source_map(work, card, source)
     target_map = _reference_map(card, target)
 
     with torch_threads(threads) as used_threads:
         report(0.0, "preparing the networks")
         engine = build_engine(model, source, target, torch_device, dtype, segmenter=segment, private=private)
         batch = batch_size or default_batch_size(torch_device, card.image_size, dtype)
-        run = _VolumeRun(volume, axis, engine, source_map, target_map, card.image_size, batch,
+        run = _VolumeRun(work, axis, engine, source_map, target_map, card.image_size, batch,
                          segment=segment, num_maps=card.model_config.num_maps if attention else 0,
                          report=report, cancel=cancel)
         run.execute()
-    if run.segmentation is not None:
-        apply_postprocessing(run.segmentation, card.postprocessing)
+    # Outside the crop: the target's darkest intensity (where the model maps background), no class, no attention.
+    translated = paste(region, run.translated, target_map.low)
+    segmentation = None if run.segmentation is None else paste(region, run.segmentation, 0)
+    maps = None if run.attention is None else [paste(region, m, 0) for m in run.attention]
+    if segmentation is not None:
+        apply_postprocessing(segmentation, card.postprocessing)
 
     seconds = time.perf_counter() - started
     log.info("translated %d slices %s -> %s on %s (%s, batch %d, %d threads) in %.1f s", run.count, source,
              target, run.engine.device, precision_name(run.engine.dtype), run.batch, used_threads, seconds)
     return TranslationResult(
-        translated=volume.with_array(run.translated),
-        segmentation=volume.with_array(run.segmentation) if run.segmentation is not None else None,
-        attention=[volume.with_array(maps) for maps in run.attention] if run.attention is not None else None,
+        translated=volume.with_array(translated),
+        segmentation=volume.with_array(segmentation) if segmentation is not None else None,
+        attention=[volume.with_array(m) for m in maps] if maps is not None else None,
         source=source, target=target, device=str(run.engine.device), seconds=seconds,
         precision=precision_name(run.engine.dtype), batch_size=run.batch, threads=used_threads, notes=run.notes,
     )
@@ -161,6 +169,14 @@ def _check_volume(volume: Volume, plane: str) -> int:
         return slicing_axis(volume, plane)
     except ValueError as error:
         raise InferenceError(f"the model card's slicing plane is unusable: {error}") from None
+
+
+def _card_crop(card: bundle.ModelCard, source: str) -> CropConfig:
+    """The card's crop for ``source``: none for cards written before crops existed."""
+    try:
+        return crop_from_dict(card.normalization[source].get("crop", {}))
+    except CropError as error:
+        raise InferenceError(f"the model card's crop for {source} is malformed: {error}") from None
 
 
 def _fit_source_map(volume: Volume, card: bundle.ModelCard, source: str) -> IntensityMap:

@@ -7,6 +7,7 @@ included) that a run saves next to its checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,23 @@ class NormalizationConfig:
 
 
 @dataclass
+class CropConfig:
+    """The in-plane region every volume of a domain is cropped to before slicing (``sasan.data.crop``).
+
+    ``none``: whole slices. ``foreground``: the bounding box, over all slices, of voxels above
+    ``threshold`` (original units; Otsu's threshold of the volume when unset), grown by ``margin_mm``.
+    ``box``: fixed ``rows`` and ``columns`` of each slice as [start, end] fractions in 0..1. The model
+    card stores it, so inference crops the same way and pastes its results back onto the whole grid.
+    """
+
+    method: Literal["none", "foreground", "box"] = "none"
+    threshold: Optional[float] = None
+    margin_mm: float = 10.0
+    rows: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    columns: list[float] = field(default_factory=lambda: [0.0, 1.0])
+
+
+@dataclass
 class DomainConfig:
     """One imaging domain (source or target) and where its volumes come from."""
 
@@ -53,6 +71,7 @@ class DomainConfig:
     labelled: bool = True
     brats_sequence: str = "t2"
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
 
 
 @dataclass
@@ -241,6 +260,19 @@ def _build(cls: type, mapping: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def crop_config_problem(crop: CropConfig) -> Optional[str]:
+    """What is wrong with ``crop`` ("field: why"), or None; shared with the model card's check."""
+    for name in ("rows", "columns"):
+        span = getattr(crop, name)
+        if len(span) != 2 or not 0.0 <= span[0] < span[1] <= 1.0:
+            return f"{name}: expected [start, end] fractions with 0 <= start < end <= 1; got {span}"
+    if not (math.isfinite(crop.margin_mm) and crop.margin_mm >= 0):
+        return f"margin_mm: expected a finite number >= 0; got {crop.margin_mm}"
+    if crop.threshold is not None and not math.isfinite(crop.threshold):
+        return f"threshold: expected a finite number or null; got {crop.threshold}"
+    return None
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Cross-field checks that the types alone cannot express."""
     d, t, m = config.data, config.training, config.model
@@ -279,8 +311,15 @@ def validate(config: RunConfig) -> RunConfig:
             raise ConfigError(f"{norm_key}.normalization.percentiles: expected [low, high] within 0..100")
         if len(n.window) != 2 or not n.window[0] < n.window[1]:
             raise ConfigError(f"{norm_key}.normalization.window: expected [low, high] with low < high")
+        crop_problem = crop_config_problem(domain.crop)
+        if crop_problem:
+            raise ConfigError(f"{norm_key}.crop.{crop_problem}")
         if domain.layout != "phantom" and not domain.root:
             raise ConfigError(f"{norm_key}.root: a {domain.layout!r} layout needs a data folder")
+    if t.setup == "paired" and (d.source.crop != d.target.crop or d.source.crop.method == "foreground"):
+        # A pair's two images must stay pixel-aligned for the voxel loss: only the same fixed box keeps them so.
+        raise ConfigError("data.source.crop: the paired set-up needs the same crop in both domains, 'none' or "
+                          "'box' (a foreground box is found per image and would misalign a pair)")
     labelled = [d.source.labelled, d.target.labelled]
     if t.setup == "unpaired" and not any(labelled):
         raise ConfigError("training.setup: 'unpaired' needs labels in one domain (data.source.labelled)")

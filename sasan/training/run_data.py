@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..data.domains import PreparedVolume, build_slice_dataset, load_domain
+from ..data.crop import crop_to_dict
 from ..data.preprocess import average_intensity_map
 from ..data.slices import SliceDataset
 from .config import RunConfig
@@ -51,6 +52,7 @@ def prepare_run_data(config: RunConfig) -> RunData:
             "config": {"method": domain.normalization.method, "percentiles": domain.normalization.percentiles,
                        "window": domain.normalization.window},
             "reference": average_intensity_map([v.intensity for v in volumes]).to_dict(),
+            "crop": crop_to_dict(domain.crop),
         }
         log.info("%s: %d training volumes (%d slices), %d held out", domain.modality, len(volumes),
                  len(train[domain.modality]), len(test[domain.modality]))

@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/phantom_protocol.py            # full preset (phantom_demo.yaml)
     .venv/bin/python benchmarks/phantom_protocol.py --quick    # the quick preset
+    .venv/bin/python benchmarks/phantom_protocol.py --seed 1 --threads 1 --output runs/protocol_seed1
 
 Runs ``sasan demo`` (MR U-Net, "W/o adaptation", "Histogram matching", "CycleGAN-style", SASAN) into
-``--output`` (replacing the results of a previous benchmark there), then writes a section per mode into
-RESULTS.md: date, machine, load, wall and CPU time, the demo's table, and the aims (no adaptation <= 0.2
-mean Dice, SASAN >= 0.75 and above the CycleGAN-style baseline) with whether each was met. A busy
-machine stretches the wall time, not the CPU time: both are recorded. This is a script, not a test.
+``--output`` (replacing the results of a previous benchmark there), then writes a section per mode (and
+per training seed with ``--seed``) into RESULTS.md: date, machine, load, wall and CPU time, the demo's
+table, and the aims (no adaptation <= 0.2 mean Dice, SASAN >= 0.75 and above the CycleGAN-style
+baseline) with whether each was met. A busy machine stretches the wall time, not the CPU time: both are
+recorded. This is a script, not a test.
 """
 from __future__ import annotations
 
@@ -84,18 +86,24 @@ def aims(summary: list[dict]) -> list[str]:
     return lines
 
 
+def section_title(mode: str, seed: int | None) -> str:
+    """The RESULTS.md heading: one section per mode, and one per training seed when a seed is chosen."""
+    return f"## Phantom protocol ({mode}{f', training seed {seed}' if seed is not None else ''})"
+
+
 def section(mode: str, summary: list[dict], ceiling: float, started: datetime.datetime, wall: float, cpu: float,
-            loads: tuple[float, float], output: Path, threads: int | None = None) -> str:
+            loads: tuple[float, float], output: Path, threads: int | None = None, seed: int | None = None) -> str:
     structures = list(dict.fromkeys(row["structure"] for row in summary if row["structure"] != MEAN_STRUCTURE))
     busy = max(loads) > 0.5 * (os.cpu_count() or 1)
-    lines = [f"## Phantom protocol ({mode})", "",
+    lines = [section_title(mode, seed), "",
              f"{started:%Y-%m-%d %H:%M} · {cpu_model_name()}, {os.cpu_count()} cores · {platform.system()} · "
              f"torch {torch.__version__} · load average {loads[0]:.2f} before, {loads[1]:.2f} after"
              + (" (shared, busy machine: the wall time is stretched by other jobs; the CPU time is this run's)"
                 if busy else ""), "",
              f"Wall time {wall / 60:.1f} min; CPU time of this process {cpu / 60:.1f} min. "
-             f"Command: `sasan demo{' --quick' if mode == 'quick' else ''}"
-             f"{f' --threads {threads}' if threads else ''}` (outputs in `{output}`).", "",
+             f"Command: `python benchmarks/phantom_protocol.py{' --quick' if mode == 'quick' else ''}"
+             f"{f' --threads {threads}' if threads else ''}{f' --seed {seed}' if seed is not None else ''}` "
+             f"(runs `sasan demo`; outputs in `{output}`).", "",
              "Held-out CT volumes of the phantom, Dice and ASSD (mm) mean ± std over volumes; the MR U-Net "
              "trained once on real MR serves every row.", "",
              markdown_table(summary, structures).rstrip(), "", *aims(summary),
@@ -110,6 +118,8 @@ def main() -> None:
     parser.add_argument("--output", default="runs/phantom_protocol_benchmark", help="the demo's output folder")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the free cores)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="training seed of every network (default: the preset's); same phantom and split")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -117,16 +127,17 @@ def main() -> None:
     output = Path(args.output) / mode
     started, load_before = datetime.datetime.now(), os.getloadavg()[0]
     wall_start = time.monotonic()
-    run_demo(output, quick=args.quick, overwrite=True, threads=args.threads)
+    overrides = {"training": {"seed": args.seed}} if args.seed is not None else None
+    run_demo(output, quick=args.quick, overwrite=True, threads=args.threads, config_overrides=overrides)
     wall = time.monotonic() - wall_start
     usage = resource.getrusage(resource.RUSAGE_SELF)
     ceiling = unet_ceiling(output / "runs" / "mr_unet")
     cpu = usage.ru_utime + usage.ru_stime
     text = section(mode, read_summary(output / "results.csv"), ceiling, started, wall, cpu,
-                   (load_before, os.getloadavg()[0]), output, args.threads)
+                   (load_before, os.getloadavg()[0]), output, args.threads, args.seed)
     print(text)
     if not args.no_write:
-        write_section(text, f"## Phantom protocol ({mode})", RESULTS)
+        write_section(text, section_title(mode, args.seed), RESULTS)
         log.info("updated %s", RESULTS)
 
 

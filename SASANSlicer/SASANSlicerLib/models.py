@@ -131,6 +131,21 @@ def _plain(value) -> str:
     return str(value)
 
 
+def _crop_summary(card: dict) -> str:
+    """Which input modalities the model crops before translating (results outside the crop stay empty)."""
+    described = []
+    for modality, entry in (card.get("normalization") or {}).items():
+        crop = entry.get("crop") if isinstance(entry, dict) else None
+        if not isinstance(crop, dict) or crop.get("method", "none") == "none":
+            continue
+        if crop.get("method") == "foreground":
+            threshold = "Otsu's" if crop.get("threshold") is None else str(crop["threshold"])
+            described.append(f"{modality}: body box (threshold {threshold}) + {crop.get('margin_mm')} mm")
+        else:
+            described.append(f"{modality}: rows {crop.get('rows')}, columns {crop.get('columns')} of each slice")
+    return "; ".join(described)
+
+
 def model_card_html(card: dict, file_name: Optional[str] = None) -> str:
     """The card as HTML for a QTextBrowser: what it translates, what it segments, where it comes from."""
     title = html.escape(str(card.get("name") or file_name or "SASAN model"))
@@ -143,6 +158,9 @@ def model_card_html(card: dict, file_name: Optional[str] = None) -> str:
                  f"({card.get('slicing_axis', 'axial')})",
         "Intended use": card.get("intended_use", "not stated"),
     }
+    crops = _crop_summary(card)
+    if crops:
+        overview["Crop"] = crops
     if file_name:
         overview["File"] = file_name
     parts.append(f"<table>{_rows(overview)}</table>")

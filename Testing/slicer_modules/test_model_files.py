@@ -91,6 +91,14 @@ def test_card_html_shows_directions_structures_and_escapes_text():
     assert "research; not for diagnosis" in text and "m.safetensors" in text
     assert "<b>steps</b></td><td>40" in text
     assert "<h3>fallback.safetensors</h3>" in model_card_html({}, "fallback.safetensors")
+    assert "Crop" not in text  # no crop in the card, no row
+
+
+def test_card_html_says_which_modalities_are_cropped():
+    whole = {"config": {}, "reference": {}, "crop": {"method": "none"}}
+    body = {**whole, "crop": {"method": "foreground", "threshold": None, "margin_mm": 10.0}}
+    text = model_card_html({**CARD, "normalization": {"CT": body, "MR": whole}})
+    assert "<b>Crop</b></td><td>CT: body box (threshold Otsu&#x27;s) + 10.0 mm</td>" in text
 
 
 def test_shipped_models_are_listed_by_name_from_module_and_source_tree_folders(tmp_path):

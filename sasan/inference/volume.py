@@ -1,13 +1,14 @@
 """Translate (and segment) a whole volume, slice by slice, onto the input's exact voxel grid.
 
 The volume is first cropped in-plane as the card's ``crop`` for the source modality asks (the results
-are pasted back onto the whole grid afterwards). Per batch of slices along the model's slicing axis: normalise the source slices with an intensity
-map fitted to this volume (the card's recipe for the source modality), build the 2.5D context stacks
-(edge slices repeated), pad-and-resize them to the model's square, run attention -> generator, keep
-the centre channel. The translated square slices feed the target's segmenter through a rolling
-window (its input is 2.5D too); logits are resized back before the argmax. Everything is written
-into arrays on the input's grid, so each result is ``volume.with_array(...)``. The finished
-segmentation is cleaned up as the card's ``postprocessing`` asks (``postprocess``).
+are pasted back onto the whole grid afterwards). Per batch of slices along the model's slicing axis:
+normalise the source slices with an intensity map fitted to the (cropped) volume (the card's recipe for
+the source modality), build the 2.5D context stacks (edge slices repeated), pad-and-resize them to the
+model's square, run attention -> generator, keep the centre channel. The translated square slices feed
+the target's segmenter through a rolling window (its input is 2.5D too); logits are resized back
+before the argmax. Everything ends up in arrays on the input's grid, so each result is
+``volume.with_array(...)``. The finished segmentation is cleaned up as the card's ``postprocessing``
+asks (``postprocess``).
 
 Progress is reported after every batch and the cancel flag is read before every batch; a cancelled
 run raises ``TranslationCancelled`` and returns nothing. When a GPU runs out of memory the batch is

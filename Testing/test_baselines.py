@@ -133,5 +133,6 @@ def test_baselines_crop_as_the_source_modality_does_and_leave_the_rest_unlabelle
     reference = np.linspace(-500.0, 500.0, 11)
     matched = histogram_matching(segmenter, NormalizationConfig(method="window", window=[-100.0, 100.0]),
                                  reference, crop)(volume)
-    np.testing.assert_array_equal(matched.translated.array[:, :, 3:], histogram_match(volume.array[:, :, 3:], reference))
+    np.testing.assert_array_equal(matched.translated.array[:, :, 3:],
+                                  histogram_match(volume.array[:, :, 3:], reference))
     assert np.all(matched.translated.array[:, :, :3] == -500.0) and not matched.segmentation.array[:, :, :3].any()

@@ -81,8 +81,8 @@ def main() -> None:
     volumes = held_out_volumes(configs.sasan)
     _, networks, _, _ = load_run_networks(segmenter_run)
     unet = UntranslatedSegmenter(networks.segmenter, data.image_size, data.context, data.axis, args.device)
-    plain = run_methods({NO_ADAPTATION: no_adaptation(unet, data.source.normalization, data.source.crop)}, volumes, data.labels,
-                        args.output / "scores", target=target, overwrite=True)
+    plain = run_methods({NO_ADAPTATION: no_adaptation(unet, data.source.normalization, data.source.crop)}, volumes,
+                        data.labels, args.output / "scores", target=target, overwrite=True)
 
     trainer = Trainer(configs.sasan, args.output / "sasan")
     training_started = time.monotonic()

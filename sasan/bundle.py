@@ -35,6 +35,8 @@ INTENDED_USE = "research; not for diagnosis"
 # Clean-up steps a card may ask for, applied to every segmentation the model makes (see
 # ``sasan.inference.postprocess``), with the type each option's value must have.
 POSTPROCESSING_OPTIONS: dict[str, type] = {"largest_foreground_component": bool}
+# What a modality's normalization entry may hold; "crop" is optional (older cards take whole slices).
+NORMALIZATION_KEYS = {"config", "reference", "crop"}
 FILE_MODE = 0o644  # model files are meant to be shared: readable by all, like any other written file
 
 
@@ -134,8 +136,8 @@ class ModelCard:
             entry = self.normalization[modality]
             need(isinstance(entry, dict) and "config" in entry and "reference" in entry,
                  f"normalization.{modality} needs 'config' and 'reference'")
-            need(set(entry) <= {"config", "reference", "crop"},
-                 f"normalization.{modality} has unknown keys {sorted(set(entry) - {'config', 'reference', 'crop'})}")
+            unknown = sorted(set(entry) - NORMALIZATION_KEYS)
+            need(not unknown, f"normalization.{modality} has unknown keys {unknown}")
             if "crop" in entry:  # optional: cards written before crops existed take whole slices
                 try:
                     crop_from_dict(entry["crop"])

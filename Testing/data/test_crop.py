@@ -14,7 +14,8 @@ from sasan.data.layouts import Subject
 from sasan.data.volume import Volume
 from sasan.training.config import ConfigError, CropConfig, LabelSpec, NormalizationConfig, config_from_dict
 
-OBLIQUE = np.array([[0.96, -0.28, 0.0], [0.28, 0.96, 0.0], [0.0, 0.0, 1.0]]) @ np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]])
+OBLIQUE = (np.array([[0.96, -0.28, 0.0], [0.28, 0.96, 0.0], [0.0, 0.0, 1.0]])
+           @ np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]]))
 
 
 def block_volume() -> Volume:

@@ -99,3 +99,42 @@ def test_without_warm_up_pretraining_uses_the_full_orthogonality_weight_from_the
     assert (attention_pretraining_objective(nets, batch, config, 0)[0].item() == pytest.approx(
         losses.segmentation_loss(logits, batch["MR"]["label"]).item()
         + 0.5 * losses.attention_orthogonality_loss(maps).item(), rel=1e-5))
+
+
+def auxiliary_gradients(monkeypatch, mode: str) -> tuple[float, dict[str, bool]]:
+    """The auxiliary term alone (other weights 0) for an unlabelled CT, and which networks it reaches."""
+    monkeypatch.setattr("sasan.training.objectives.PSEUDO_LABEL_CONFIDENCE", 0.0)  # random heads are unsure
+    config = tiny_config(losses={"pseudo_labels": mode, "adversarial": 0.0, "cycle": 0.0, "identity": 0.0,
+                                 "regularization": 0.0, "segmentation_adversarial": 0.0, "auxiliary": 1.0})
+    torch.manual_seed(0)
+    nets = SASANNetworks(config)
+    total, _, _ = translator_objective(nets, batches(["MR"]), config)
+    total.backward()
+    reached = {name: any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in module.parameters())
+               for name, module in [("attention.CT", nets.attention["CT"]),
+                                    ("generator.CT_to_MR", nets.generators["CT_to_MR"]),
+                                    ("generator.MR_to_CT", nets.generators["MR_to_CT"])]}
+    return total.item(), reached
+
+
+def test_pseudo_labels_from_the_translation_teach_the_unlabelled_head_only(monkeypatch):
+    _, reached = auxiliary_gradients(monkeypatch, "translation")
+    assert reached == {"attention.CT": True, "generator.CT_to_MR": False, "generator.MR_to_CT": True}
+
+
+def test_own_pseudo_labels_teach_the_translator_into_the_labelled_domain(monkeypatch):
+    assert tiny_config().losses.pseudo_labels == "own"  # the default
+    _, reached = auxiliary_gradients(monkeypatch, "own")
+    assert reached == {"attention.CT": True, "generator.CT_to_MR": True, "generator.MR_to_CT": True}
+
+
+def test_without_pseudo_labels_only_ground_truth_terms_remain(monkeypatch):
+    none, reached = auxiliary_gradients(monkeypatch, "none")
+    translation, _ = auxiliary_gradients(monkeypatch, "translation")
+    assert reached["generator.CT_to_MR"] is False
+    assert 0 < none < translation  # the MR terms stay, the pseudo-labelled CT term is gone
+
+
+def test_unknown_pseudo_label_source_is_refused():
+    with pytest.raises(ValueError, match="pseudo_labels"):
+        tiny_config(losses={"pseudo_labels": "teacher"})

@@ -132,6 +132,13 @@ class LossConfig:
     use_segmentation_discriminator: bool = True
     use_auxiliary: bool = True
     use_regularization: bool = True
+    # Where an unlabelled domain's pseudo labels come from: "own" (its own head's confident segmentation
+    # labels the labelled domain's head on its translated images, so the translator keeps structures
+    # recognisable), "translation" (the reverse: the head on its translations labels its own head) or
+    # "none". "own" is the default: with "translation" the poor translations of the first adversarial
+    # steps taught the unlabelled head to miss whole structures, and some seeds never recovered
+    # (benchmarks/RESULTS.md, phantom seed 2: 0.23 mean Dice against 0.77 with "own").
+    pseudo_labels: Literal["own", "translation", "none"] = "own"
 
 
 @dataclass

@@ -77,15 +77,21 @@ def translator_objective(nets: SASANNetworks, batches: dict[str, dict], config: 
                                           list(out.maps.values()) + list(cycled_maps.values()))
         if out.maps:
             truth = {m: _labels(batches[m]) for m in (a, b)}
-            # Where a domain has no labels, the segmentation of its images translated into the other
-            # (labelled) domain serves as pseudo labels.
-            targets = {m: truth[m] if truth[m] is not None
-                       else losses.pseudo_labels(f(seg_fake[other[m]]), PSEUDO_LABEL_CONFIDENCE) for m in (a, b)}
             out.segmentations = {m: seg_real[m] for m in (a, b)}
             if config.losses.use_auxiliary:
-                aux = [losses.segmentation_loss(f(seg_real[m]), targets[m]) for m in (a, b)]
-                aux += [losses.segmentation_loss(f(seg_fake[other[m]]), truth[m]) for m in (a, b) if truth[m] is not None]
-                terms["auxiliary"] = sum(aux)
+                aux = []
+                for m in (a, b):
+                    if truth[m] is not None:  # its real images, and its images translated into the other domain
+                        aux += [losses.segmentation_loss(f(seg_real[m]), truth[m]),
+                                losses.segmentation_loss(f(seg_fake[other[m]]), truth[m])]
+                    elif w.pseudo_labels == "translation":
+                        aux.append(losses.segmentation_loss(
+                            f(seg_real[m]), losses.pseudo_labels(f(seg_fake[other[m]]), PSEUDO_LABEL_CONFIDENCE)))
+                    elif w.pseudo_labels == "own":
+                        aux.append(losses.segmentation_loss(
+                            f(seg_fake[other[m]]), losses.pseudo_labels(f(seg_real[m]), PSEUDO_LABEL_CONFIDENCE)))
+                if aux:
+                    terms["auxiliary"] = sum(aux)
             unlabelled = [m for m in (a, b) if truth[m] is None] or [a, b]
             out.predictions = [seg_real[m] for m in unlabelled] + [seg_fake[other[m]] for m in unlabelled]
             if nets.segmentation_discriminator is not None:

@@ -135,9 +135,10 @@ class LossConfig:
     # Where an unlabelled domain's pseudo labels come from: "own" (its own head's confident segmentation
     # labels the labelled domain's head on its translated images, so the translator keeps structures
     # recognisable), "translation" (the reverse: the head on its translations labels its own head) or
-    # "none". "own" is the default: with "translation" the poor translations of the first adversarial
-    # steps taught the unlabelled head to miss whole structures, and some seeds never recovered
-    # (benchmarks/RESULTS.md, phantom seed 2: 0.23 mean Dice against 0.77 with "own").
+    # "none". "own" is the default for its worst case: with "translation" the poor translations of the
+    # first adversarial steps taught the unlabelled head to miss whole structures, and some seeds never
+    # recovered (phantom seeds 0-3: "own" 0.67-0.77 mean Dice, "translation" 0.23-0.76, its good seeds
+    # higher than "own"'s; benchmarks/RESULTS.md).
     pseudo_labels: Literal["own", "translation", "none"] = "own"
 
 

@@ -31,19 +31,9 @@ from sasan.training.checkpoint import CHECKPOINT_DIR, latest_checkpoint  # noqa:
 from sasan.training.config import RunConfig  # noqa: E402
 from sasan.training.export import read_run_config  # noqa: E402
 from sasan.training.trainer import Trainer  # noqa: E402
-from sasan.training.validation import held_out_slices  # noqa: E402
+from sasan.training.validation import class_dice, held_out_slices  # noqa: E402
 
 log = logging.getLogger("benchmarks.adversarial_phase")
-
-
-def structure_dice(prediction: torch.Tensor, truth: torch.Tensor, num_classes: int) -> list[float]:
-    """Dice per foreground class over all the slices at once (0 where neither side has the class)."""
-    scores = []
-    for cls in range(1, num_classes):
-        p, t = prediction == cls, truth == cls
-        total = int(p.sum() + t.sum())
-        scores.append(round(2 * int((p & t).sum()) / total, 3) if total else 0.0)
-    return scores
 
 
 @torch.no_grad()
@@ -61,8 +51,8 @@ def score(trainer: Trainer) -> dict:
         target_logits = translator[f"attention.{target}"](translated)[1]
     finally:
         trainer.nets.train()
-    own = structure_dice(source_logits.argmax(1), truth, config.num_classes)
-    through = structure_dice(target_logits.argmax(1), truth, config.num_classes)
+    own = [round(d, 3) for d in class_dice(source_logits.argmax(1), truth, config.num_classes)]
+    through = [round(d, 3) for d in class_dice(target_logits.argmax(1), truth, config.num_classes)]
     return {f"{source}_head": own, f"{source}_head_mean": round(sum(own) / len(own), 3),
             "translated": through, "translated_mean": round(sum(through) / len(through), 3)}
 

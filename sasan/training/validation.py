@@ -25,12 +25,17 @@ def held_out_slices(volumes, size: int, context: int, limit: int) -> tuple[torch
             torch.from_numpy(np.stack(labels[::step][:limit])).long())
 
 
-def mean_dice(prediction: torch.Tensor, truth: torch.Tensor, num_classes: int) -> float:
+def class_dice(prediction: torch.Tensor, truth: torch.Tensor, num_classes: int) -> list[float]:
+    """Dice of each foreground class over all the slices at once; nan where the truth lacks the class."""
     scores = []
     for cls in range(1, num_classes):
         p, t = prediction == cls, truth == cls
-        if t.any():
-            scores.append(2 * (p & t).sum().item() / (p.sum().item() + t.sum().item()))
+        scores.append(2 * (p & t).sum().item() / (p.sum().item() + t.sum().item()) if t.any() else float("nan"))
+    return scores
+
+
+def mean_dice(prediction: torch.Tensor, truth: torch.Tensor, num_classes: int) -> float:
+    scores = [s for s in class_dice(prediction, truth, num_classes) if not np.isnan(s)]
     return float(np.mean(scores)) if scores else float("nan")
 
 

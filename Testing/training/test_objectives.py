@@ -1,4 +1,6 @@
 """Which loss terms each set-up and ablation switch turns on, and that the terms are what they claim."""
+from typing import Optional
+
 import pytest
 import torch
 
@@ -101,14 +103,16 @@ def test_without_warm_up_pretraining_uses_the_full_orthogonality_weight_from_the
         + 0.5 * losses.attention_orthogonality_loss(maps).item(), rel=1e-5))
 
 
-def auxiliary_gradients(monkeypatch, mode: str) -> tuple[float, dict[str, bool]]:
+def auxiliary_gradients(monkeypatch, mode: str, pseudo_label_steps: Optional[int] = None,
+                        adversarial_step: int = 0) -> tuple[float, dict[str, bool]]:
     """The auxiliary term alone (other weights 0) for an unlabelled CT, and which networks it reaches."""
     monkeypatch.setattr("sasan.training.objectives.PSEUDO_LABEL_CONFIDENCE", 0.0)  # random heads are unsure
-    config = tiny_config(losses={"pseudo_labels": mode, "adversarial": 0.0, "cycle": 0.0, "identity": 0.0,
-                                 "regularization": 0.0, "segmentation_adversarial": 0.0, "auxiliary": 1.0})
+    config = tiny_config(losses={"pseudo_labels": mode, "pseudo_label_steps": pseudo_label_steps,
+                                 "adversarial": 0.0, "cycle": 0.0, "identity": 0.0, "regularization": 0.0,
+                                 "segmentation_adversarial": 0.0, "auxiliary": 1.0})
     torch.manual_seed(0)
     nets = SASANNetworks(config)
-    total, _, _ = translator_objective(nets, batches(["MR"]), config)
+    total, _, _ = translator_objective(nets, batches(["MR"]), config, adversarial_step=adversarial_step)
     total.backward()
     reached = {name: any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in module.parameters())
                for name, module in [("attention.CT", nets.attention["CT"]),
@@ -133,6 +137,20 @@ def test_without_pseudo_labels_only_ground_truth_terms_remain(monkeypatch):
     translation, _ = auxiliary_gradients(monkeypatch, "translation")
     assert reached["generator.CT_to_MR"] is False
     assert 0 < none < translation  # the MR terms stay, the pseudo-labelled CT term is gone
+
+
+def test_pseudo_labels_stop_after_their_steps(monkeypatch):
+    during, reached_during = auxiliary_gradients(monkeypatch, "own", pseudo_label_steps=3, adversarial_step=2)
+    after, reached_after = auxiliary_gradients(monkeypatch, "own", pseudo_label_steps=3, adversarial_step=3)
+    without, _ = auxiliary_gradients(monkeypatch, "none")
+    assert reached_during["generator.CT_to_MR"] is True and reached_after["generator.CT_to_MR"] is False
+    assert after == pytest.approx(without) and during > after
+
+
+@pytest.mark.parametrize("steps", [-1, "many"])
+def test_bad_pseudo_label_steps_are_refused(steps):
+    with pytest.raises(ValueError, match="pseudo_label_steps"):
+        tiny_config(losses={"pseudo_label_steps": steps})
 
 
 def test_unknown_pseudo_label_source_is_refused():

@@ -140,6 +140,10 @@ class LossConfig:
     # recovered (phantom seeds 0-3: "own" 0.67-0.77 mean Dice, "translation" 0.23-0.76, its good seeds
     # higher than "own"'s; benchmarks/RESULTS.md).
     pseudo_labels: Literal["own", "translation", "none"] = "own"
+    # Adversarial steps during which those pseudo labels apply, then none (null: all of them). The
+    # unlabelled head's early labels steer the translator while it is still poor; later they can keep
+    # reinforcing its own mistakes.
+    pseudo_label_steps: Optional[int] = None
 
 
 @dataclass
@@ -301,6 +305,8 @@ def validate(config: RunConfig) -> RunConfig:
         (0.0 <= t.pretrain_regularization_warmup <= 1.0,
          "training.pretrain_regularization_warmup: expected a fraction between 0 and 1"),
         (0.0 <= t.ema_decay < 1.0, "training.ema_decay: expected a number in [0, 1)"),
+        (config.losses.pseudo_label_steps is None or config.losses.pseudo_label_steps >= 0,
+         "losses.pseudo_label_steps: expected an integer >= 0 or null"),
         (m.num_maps >= 1, "model.num_maps: expected a positive integer"),
         (len(m.attention_widths) >= 2, "model.attention_widths: expected at least two levels"),
         (d.image_size % (2 ** (len(m.attention_widths) - 1)) == 0,

@@ -37,9 +37,16 @@ def _labels(batch: dict) -> Optional[torch.Tensor]:
 
 
 def translator_objective(nets: SASANNetworks, batches: dict[str, dict], config: RunConfig,
-                         autocast: Optional[torch.dtype] = None) -> tuple[torch.Tensor, dict[str, float], Outputs]:
-    """Weighted sum of every generator-side loss of § 3.2; returns (total, terms, outputs)."""
+                         autocast: Optional[torch.dtype] = None,
+                         adversarial_step: int = 0) -> tuple[torch.Tensor, dict[str, float], Outputs]:
+    """Weighted sum of every generator-side loss of § 3.2; returns (total, terms, outputs).
+
+    ``adversarial_step`` counts from the start of the adversarial phase; it decides whether
+    ``losses.pseudo_label_steps`` still lets pseudo labels in.
+    """
     w, setup = config.losses, config.training.setup
+    pseudo_labels = w.pseudo_labels if w.pseudo_label_steps is None or adversarial_step < w.pseudo_label_steps \
+        else "none"
     a, b = nets.modalities
     device_type = batches[a]["image"].device.type
     out = Outputs()
@@ -84,10 +91,10 @@ def translator_objective(nets: SASANNetworks, batches: dict[str, dict], config: 
                     if truth[m] is not None:  # its real images, and its images translated into the other domain
                         aux += [losses.segmentation_loss(f(seg_real[m]), truth[m]),
                                 losses.segmentation_loss(f(seg_fake[other[m]]), truth[m])]
-                    elif w.pseudo_labels == "translation":
+                    elif pseudo_labels == "translation":
                         aux.append(losses.segmentation_loss(
                             f(seg_real[m]), losses.pseudo_labels(f(seg_fake[other[m]]), PSEUDO_LABEL_CONFIDENCE)))
-                    elif w.pseudo_labels == "own":
+                    elif pseudo_labels == "own":
                         aux.append(losses.segmentation_loss(
                             f(seg_fake[other[m]]), losses.pseudo_labels(f(seg_real[m]), PSEUDO_LABEL_CONFIDENCE)))
                 if aux:

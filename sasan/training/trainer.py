@@ -195,7 +195,8 @@ class Trainer:
             batches = self._batches()
             for disc in nets.discriminators():
                 disc.requires_grad_(False)
-            loss, terms, outputs = translator_objective(nets, batches, self.config, self.precision)
+            loss, terms, outputs = translator_objective(nets, batches, self.config, self.precision,
+                                                         adversarial_step=self.step - pretrain)
             self._backward_step(loss, self.optimisers["translator"])
             for disc in nets.discriminators():
                 disc.requires_grad_(True)

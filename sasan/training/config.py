@@ -135,14 +135,16 @@ class LossConfig:
     # Where an unlabelled domain's pseudo labels come from: "own" (its own head's confident segmentation
     # labels the labelled domain's head on its translated images, so the translator keeps structures
     # recognisable), "translation" (the reverse: the head on its translations labels its own head) or
-    # "none". "own" is the default for its worst case: with "translation" the poor translations of the
-    # first adversarial steps taught the unlabelled head to miss whole structures, and some seeds never
-    # recovered (phantom seeds 0-3: "own" 0.67-0.77 mean Dice, "translation" 0.23-0.76, its good seeds
-    # higher than "own"'s; benchmarks/RESULTS.md).
+    # "none" (the design's "pseudo labels where a domain has none" is "own" or "translation"). "own" is
+    # the default for its worst case: with "translation" the poor translations of the first adversarial
+    # steps taught the unlabelled head to miss whole structures, and some seeds never recovered (phantom
+    # seeds 0-3: "own" 0.57-0.77 mean Dice, "translation" 0.23-0.76, "none" 0.41-0.78;
+    # benchmarks/RESULTS.md).
     pseudo_labels: Literal["own", "translation", "none"] = "own"
     # Adversarial steps during which those pseudo labels apply, then none (null: all of them). The
     # unlabelled head's early labels steer the translator while it is still poor; later they can keep
-    # reinforcing its own mistakes.
+    # reinforcing its own mistakes (phantom: "own" for 250 of 1000 steps matched or beat both "own"
+    # throughout and "none" on every seed measured; benchmarks/RESULTS.md).
     pseudo_label_steps: Optional[int] = None
 
 

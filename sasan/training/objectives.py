@@ -45,8 +45,8 @@ def translator_objective(nets: SASANNetworks, batches: dict[str, dict], config: 
     ``losses.pseudo_label_steps`` still lets pseudo labels in.
     """
     w, setup = config.losses, config.training.setup
-    pseudo_labels = w.pseudo_labels if w.pseudo_label_steps is None or adversarial_step < w.pseudo_label_steps \
-        else "none"
+    pseudo_label_source = w.pseudo_labels if w.pseudo_label_steps is None \
+        or adversarial_step < w.pseudo_label_steps else "none"
     a, b = nets.modalities
     device_type = batches[a]["image"].device.type
     out = Outputs()
@@ -91,12 +91,12 @@ def translator_objective(nets: SASANNetworks, batches: dict[str, dict], config: 
                     if truth[m] is not None:  # its real images, and its images translated into the other domain
                         aux += [losses.segmentation_loss(f(seg_real[m]), truth[m]),
                                 losses.segmentation_loss(f(seg_fake[other[m]]), truth[m])]
-                    elif pseudo_labels == "translation":
+                    elif pseudo_label_source != "none":  # "own": its head on real images teaches the
+                        # labelled domain's head on their translation; "translation": the reverse
+                        teacher, student = (seg_real[m], seg_fake[other[m]]) if pseudo_label_source == "own" \
+                            else (seg_fake[other[m]], seg_real[m])
                         aux.append(losses.segmentation_loss(
-                            f(seg_real[m]), losses.pseudo_labels(f(seg_fake[other[m]]), PSEUDO_LABEL_CONFIDENCE)))
-                    elif pseudo_labels == "own":
-                        aux.append(losses.segmentation_loss(
-                            f(seg_fake[other[m]]), losses.pseudo_labels(f(seg_real[m]), PSEUDO_LABEL_CONFIDENCE)))
+                            f(student), losses.pseudo_labels(f(teacher), PSEUDO_LABEL_CONFIDENCE)))
                 if aux:
                     terms["auxiliary"] = sum(aux)
             unlabelled = [m for m in (a, b) if truth[m] is None] or [a, b]

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 QUICK_PRESET = "phantom_quick.yaml"
 FULL_PRESET = "phantom_demo.yaml"
 # Wall time of the whole demo on a 2-core AMD EPYC (Zen 4) with about one core free, measured with the
-# presets above (quick 2.9-4.2 min; full about 42 min on one thread beside another run, since the identity
+# presets above (quick 2.9-4.2 min; full 38-42 min on one thread beside another run, since the identity
 # loss and the crop; benchmarks/RESULTS.md); busier machines take longer.
 EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 40 minutes"}
 

@@ -2,12 +2,16 @@
 
     .venv/bin/python benchmarks/phantom_variant.py seed1 runs/variants/seed1 --set '{"training": {"seed": 1}}'
     python3 benchmarks/phantom_variant.py steps1500 OUT --set '{"training": {"steps": 1500}}' --device cuda
+    .venv/bin/python benchmarks/phantom_variant.py unet3000 OUT --set '{"training": {"segmenter_steps": 3000}}' \
+        --sasan-run runs/variants/seed1/sasan
 
 For exploring the preset (seeds, steps, sizes) faster than the whole demo: trains the MR U-Net and
 SASAN CT -> MR of ``phantom_demo.yaml`` with ``--set`` merged in, and scores SASAN, "W/o adaptation" and
 the U-Net on real MR (its ceiling) on the held-out volumes; no CycleGAN-style baseline, no w/ aug. U-Net.
 Training stops at ``--budget`` seconds from the start (several variants can then share one lent GPU for a
-fixed time); a cut run is scored at its last checkpoint and says so. Prints one JSON line prefixed
+fixed time); a cut run is scored at its last checkpoint and says so. With ``--sasan-run`` no SASAN is
+trained: that finished run is scored with this variant's U-Net (how much the scorer alone moves a score).
+Prints one JSON line prefixed
 ``RESULT``. This is a script, not a test.
 """
 from __future__ import annotations
@@ -59,6 +63,11 @@ def train_within(trainer: Trainer, seconds: float) -> bool:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+def model_device_name(device: str) -> str:
+    """The accelerator a run with ``--device`` used, by name, or ``cpu``."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() and device != "cpu" else "cpu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("name", help="the variant's name in the RESULT line")
@@ -67,7 +76,10 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=3600.0, help="seconds from the start before training stops")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--sasan-run", type=Path, help="score this finished SASAN run instead of training one")
     args = parser.parse_args()
+    if args.sasan_run is not None and not (args.sasan_run / "checkpoints").is_dir():
+        parser.error(f"--sasan-run {args.sasan_run}: not a SASAN run folder (no checkpoints/ in it)")
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.name} %(name)s: %(message)s", datefmt="%H:%M:%S")
     started = time.monotonic()
     overrides = json.loads(args.set)
@@ -84,11 +96,15 @@ def main() -> None:
     plain = run_methods({NO_ADAPTATION: no_adaptation(unet, data.source.normalization, data.source.crop)}, volumes,
                         data.labels, args.output / "scores", target=target, overwrite=True)
 
-    trainer = Trainer(configs.sasan, args.output / "sasan")
     training_started = time.monotonic()
-    cut = train_within(trainer, args.budget - (training_started - started))
+    if args.sasan_run is None:
+        sasan_run = args.output / "sasan"
+        trainer = Trainer(configs.sasan, sasan_run)
+        cut, total_steps = train_within(trainer, args.budget - (training_started - started)), trainer.total_steps
+    else:
+        sasan_run, cut, total_steps = args.sasan_run, False, None
     training_seconds = time.monotonic() - training_started
-    model_file = export_run(args.output / "sasan", args.output / "sasan.safetensors", segmenter_run=segmenter_run,
+    model_file = export_run(sasan_run, args.output / "sasan.safetensors", segmenter_run=segmenter_run,
                             overwrite=True)
     model = bundle.load(model_file)
     translate = translation_method(model, source, target, device=args.device, threads=args.threads)
@@ -97,13 +113,13 @@ def main() -> None:
     summary = summarize(plain.segmentation_rows + sasan.segmentation_rows)
     print("RESULT " + json.dumps({
         "name": args.name, "set": overrides, "scored_step": model.card.provenance["steps"],
-        "total_steps": trainer.total_steps, "cut": cut, "sasan": round(mean_dice(summary, SASAN), 3),
+        "total_steps": total_steps, "cut": cut, "sasan": round(mean_dice(summary, SASAN), 3),
         "per_structure": {row["structure"]: round(row["dice_mean"], 3) for row in summary
                           if row["method"] == SASAN and row["structure"] != MEAN_STRUCTURE},
         "no_adaptation": round(mean_dice(summary, NO_ADAPTATION), 3),
         "unet_ceiling_real_mr": round(unet_ceiling(segmenter_run), 3),
         "sasan_train_s": round(training_seconds), "total_s": round(time.monotonic() - started),
-        "device": torch.cuda.get_device_name(0) if trainer.device.type == "cuda" else "cpu"}), flush=True)
+        "device": model_device_name(args.device)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 from sasan.training.checkpoint import list_checkpoints
 from sasan.training.trainer import Trainer
 
@@ -24,3 +26,12 @@ def test_a_run_within_budget_finishes(tmp_path):
                       tmp_path)
     assert not phantom_variant.train_within(trainer, 600.0)
     assert trainer.step == trainer.total_steps
+
+
+def test_a_folder_without_checkpoints_is_refused_before_any_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["phantom_variant.py", "x", str(tmp_path / "out"), "--sasan-run", str(tmp_path)])
+    with pytest.raises(SystemExit) as stop:
+        phantom_variant.main()
+    assert stop.value.code == 2
+    assert "not a SASAN run folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

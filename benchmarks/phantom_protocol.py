@@ -35,6 +35,7 @@ from sasan.data.geometry import from_slice_stack  # noqa: E402
 from sasan.demo import CYCLEGAN_STYLE, NO_ADAPTATION, SASAN, SASAN_AUGMENTED, run_demo  # noqa: E402
 from sasan.evaluation import MEAN_STRUCTURE, markdown_table  # noqa: E402
 from sasan.metrics import segmentation_scores  # noqa: E402
+from sasan.training.config import RunConfig  # noqa: E402
 from sasan.training.export import load_run_networks  # noqa: E402
 
 log = logging.getLogger("benchmarks.phantom_protocol")
@@ -59,8 +60,13 @@ def mean_dice(summary: list[dict], method: str) -> float:
 def unet_ceiling(run_dir: Path) -> float:
     """Mean Dice of the demo's MR U-Net on the held-out *real* MR volumes: the best any row can hope for."""
     config, networks, _, _ = load_run_networks(run_dir)
+    return real_target_dice(networks.segmenter, config)
+
+
+def real_target_dice(network: torch.nn.Module, config: RunConfig, device: str = "cpu") -> float:
+    """Mean Dice of the target-modality U-Net ``network`` on the held-out real target volumes of ``config``."""
     target = config.data.target
-    unet = UntranslatedSegmenter(networks.segmenter, config.data.image_size, config.data.context, config.data.axis)
+    unet = UntranslatedSegmenter(network, config.data.image_size, config.data.context, config.data.axis, device)
     names = [label.name for label in config.data.labels]
     means = []
     for item in load_domain(target, config.data, split="test"):

@@ -16,21 +16,13 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from phantom_protocol import mean_dice, real_target_dice  # noqa: E402  (benchmarks/phantom_protocol.py)
-from sasan import bundle  # noqa: E402
-from sasan.baselines import UntranslatedSegmenter, no_adaptation  # noqa: E402
-from sasan.demo import NO_ADAPTATION, SASAN, demo_configs, load_preset, merge  # noqa: E402
-from sasan.evaluation import MEAN_STRUCTURE, summarize  # noqa: E402
-from sasan.protocol import held_out_volumes, run_methods, translation_method  # noqa: E402
-
-log = logging.getLogger("benchmarks.fresh_phantom")
+from phantom_protocol import score_unseen  # noqa: E402  (benchmarks/phantom_protocol.py)
 
 
 def named_model(text: str) -> tuple[str, Path]:
@@ -51,38 +43,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    if len(dict(args.model)) < len(args.model):
+        parser.error("--model: give each NAME once")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
-    preset, _ = load_preset(quick=False)
-    fresh = {"data": {"phantom_seed": args.phantom_seed, "phantom_subjects": args.subjects,
-                      "test_fraction": args.test_fraction}}
-    config = demo_configs(preset, merge(fresh, {"training": {"threads": args.threads}})).sasan
-    data = config.data
-    source, target = data.source.modality, data.target.modality
-    volumes = held_out_volumes(config)
-    log.info("%d held-out %s volumes of phantom seed %d", len(volumes), source, args.phantom_seed)
-
-    for name, path in args.model:
-        started = time.monotonic()
-        model = bundle.load(path)
-        if model.segmenter(target) is None:
-            parser.error(f"--model {name}={path}: the model has no {target} U-Net to score with")
-        unet = UntranslatedSegmenter(model.segmenter(target), model.card.image_size, model.card.context, data.axis,
-                                     args.device)
-        methods = {NO_ADAPTATION: no_adaptation(unet, data.source.normalization, data.source.crop),
-                   SASAN: translation_method(model, source, target, device=args.device, threads=args.threads)}
-        result = run_methods(methods, volumes, data.labels, args.output / name, target=target, overwrite=True)
-        summary = summarize(result.segmentation_rows)
-        print("RESULT " + json.dumps({
-            "name": name, "model": str(path), "phantom_seed": args.phantom_seed, "volumes": len(volumes),
-            "model_dice": round(mean_dice(summary, SASAN), 3),
-            "model_dice_std": round(next(row["dice_std"] for row in summary
-                                         if row["method"] == SASAN and row["structure"] == MEAN_STRUCTURE), 3),
-            "per_structure": {row["structure"]: round(row["dice_mean"], 3) for row in summary
-                              if row["method"] == SASAN and row["structure"] != MEAN_STRUCTURE},
-            "no_adaptation": round(mean_dice(summary, NO_ADAPTATION), 3),
-            "unet_on_real_target": round(real_target_dice(model.segmenter(target), config, args.device), 3),
-            "seconds": round(time.monotonic() - started)}), flush=True)
+    rows = score_unseen(dict(args.model), args.output, phantom_seed=args.phantom_seed, subjects=args.subjects,
+                        test_fraction=args.test_fraction, threads=args.threads, device=args.device)
+    for row, (_, path) in zip(rows, args.model):
+        print("RESULT " + json.dumps({**row, "model": str(path)}), flush=True)
 
 
 if __name__ == "__main__":

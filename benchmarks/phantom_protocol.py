@@ -30,16 +30,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference import cpu_model_name, write_section  # noqa: E402  (benchmarks/inference.py)
-from sasan.baselines import UntranslatedSegmenter  # noqa: E402
+from sasan.baselines import UntranslatedSegmenter, no_adaptation  # noqa: E402
+from sasan.bundle import SASANModel, load as load_model  # noqa: E402
 from sasan.data.domains import load_domain  # noqa: E402
 from sasan.data.geometry import from_slice_stack  # noqa: E402
-from sasan import bundle  # noqa: E402
-from sasan.baselines import no_adaptation  # noqa: E402
-from sasan.demo import (CYCLEGAN_STYLE, NO_ADAPTATION, SASAN, SASAN_AUGMENTED, demo_configs, load_preset,  # noqa: E402
-                        merge, run_demo)
+from sasan.demo import (CYCLEGAN_STYLE, NO_ADAPTATION, SASAN, SASAN_AUGMENTED, demo_configs,  # noqa: E402
+                        load_preset, run_demo)
 from sasan.evaluation import MEAN_STRUCTURE, markdown_table, summarize  # noqa: E402
 from sasan.metrics import segmentation_scores  # noqa: E402
-from sasan.protocol import held_out_volumes, run_methods, translation_method  # noqa: E402
+from sasan.protocol import HeldOutVolume, held_out_volumes, run_methods, translation_method  # noqa: E402
 from sasan.training.config import RunConfig  # noqa: E402
 from sasan.training.export import load_run_networks  # noqa: E402
 
@@ -85,39 +84,42 @@ def real_target_dice(network: torch.nn.Module, config: RunConfig, device: str = 
     return sum(means) / len(means)
 
 
+def score_model(model: SASANModel, name: str, config: RunConfig, volumes: list[HeldOutVolume], output: Path, *,
+                threads: int | None = None, device: str = "auto") -> dict:
+    """Score ``model`` (source -> target, segmented by its own target U-Net) as ``name`` on ``volumes``, the
+    held-out source volumes of ``config``: its mean Dice (std over volumes, per structure), "W/o adaptation"
+    with the same U-Net, and that U-Net on the held-out real target volumes of ``config``."""
+    data = config.data
+    source, target = data.source.modality, data.target.modality
+    if model.segmenter(target) is None:
+        raise ValueError(f"model {model.card.name!r} has no {target} U-Net to score with")
+    unet = UntranslatedSegmenter(model.segmenter(target), model.card.image_size, model.card.context, data.axis, device)
+    methods = {NO_ADAPTATION: no_adaptation(unet, data.source.normalization, data.source.crop),
+               name: translation_method(model, source, target, device=device, threads=threads)}
+    summary = summarize(run_methods(methods, volumes, data.labels, output, target=target,
+                                    overwrite=True).segmentation_rows)
+    mean_row = next(row for row in summary if row["method"] == name and row["structure"] == MEAN_STRUCTURE)
+    return {"name": name, "volumes": len(volumes),
+            "model_dice": round(mean_row["dice_mean"], 3), "model_dice_std": round(mean_row["dice_std"], 3),
+            "per_structure": {row["structure"]: round(row["dice_mean"], 3) for row in summary
+                              if row["method"] == name and row["structure"] != MEAN_STRUCTURE},
+            "no_adaptation": round(mean_dice(summary, NO_ADAPTATION), 3),
+            "unet_on_real_target": round(real_target_dice(model.segmenter(target), config, device), 3)}
+
+
 def score_unseen(models: dict[str, Path], output: Path, *, phantom_seed: int, quick: bool = False,
                  subjects: int = 16, test_fraction: float = 0.75, threads: int | None = None,
                  device: str = "auto") -> list[dict]:
-    """Score each model file (source -> target, segmented by its own target U-Net) on the held-out source
-    volumes of the phantom of ``phantom_seed`` (``subjects`` x ``test_fraction`` of them), rendered with the
-    demo preset's settings: anatomy, pose, spacing and noise no run has seen. One dict per model: its mean
-    Dice (std over volumes, per structure), "W/o adaptation" with the same U-Net, and that U-Net on the
-    held-out real target volumes of the same phantom."""
+    """``score_model`` for each model file on the held-out volumes of the phantom of ``phantom_seed``
+    (``subjects`` x ``test_fraction`` of them), rendered with the demo preset's settings: anatomy, pose,
+    spacing and noise no run has seen. One dict per model, with its ``phantom_seed``."""
     preset, _ = load_preset(quick=quick)
-    overrides = {"data": {"phantom_seed": phantom_seed, "phantom_subjects": subjects, "test_fraction": test_fraction}}
-    config = demo_configs(preset, merge(overrides, {"training": {"threads": threads}}) if threads else overrides).sasan
-    data = config.data
-    source, target = data.source.modality, data.target.modality
+    config = demo_configs(preset, {"data": {"phantom_seed": phantom_seed, "phantom_subjects": subjects,
+                                            "test_fraction": test_fraction}}).sasan
     volumes = held_out_volumes(config)
-    rows = []
-    for name, path in models.items():
-        model = bundle.load(path)
-        if model.segmenter(target) is None:
-            raise ValueError(f"{path}: the model has no {target} U-Net to score with")
-        unet = UntranslatedSegmenter(model.segmenter(target), model.card.image_size, model.card.context, data.axis,
-                                     device)
-        methods = {NO_ADAPTATION: no_adaptation(unet, data.source.normalization, data.source.crop),
-                   name: translation_method(model, source, target, device=device, threads=threads)}
-        summary = summarize(run_methods(methods, volumes, data.labels, output / f"phantom{phantom_seed}" / name,
-                                        target=target, overwrite=True).segmentation_rows)
-        mean_row = next(row for row in summary if row["method"] == name and row["structure"] == MEAN_STRUCTURE)
-        rows.append({"name": name, "phantom_seed": phantom_seed, "volumes": len(volumes),
-                     "model_dice": round(mean_row["dice_mean"], 3), "model_dice_std": round(mean_row["dice_std"], 3),
-                     "per_structure": {row["structure"]: round(row["dice_mean"], 3) for row in summary
-                                       if row["method"] == name and row["structure"] != MEAN_STRUCTURE},
-                     "no_adaptation": round(mean_dice(summary, NO_ADAPTATION), 3),
-                     "unet_on_real_target": round(real_target_dice(model.segmenter(target), config, device), 3)})
-    return rows
+    return [{**score_model(load_model(path), name, config, volumes, output / f"phantom{phantom_seed}" / name,
+                           threads=threads, device=device), "phantom_seed": phantom_seed}
+            for name, path in models.items()]
 
 
 def unseen_lines(rows: list[dict]) -> list[str]:
@@ -129,17 +131,16 @@ def unseen_lines(rows: list[dict]) -> list[str]:
              f"{'/'.join(map(str, volumes))} held-out CT volumes each; mean Dice, each model with its own MR U-Net):",
              "", "| Model | " + " | ".join(f"phantom {seed}" for seed in seeds) + " | mean |",
              "| --- |" + " --- |" * (len(seeds) + 1)]
-    for name in dict.fromkeys(row["name"] for row in rows):
-        scores = [next(row["model_dice"] for row in rows if row["name"] == name and row["phantom_seed"] == seed)
-                  for seed in seeds]
-        lines.append(f"| {name} | " + " | ".join(f"{score:.3f}" for score in scores)
-                     + f" | {sum(scores) / len(scores):.3f} |")
-    for label, key in ((f"{NO_ADAPTATION} (the {SASAN} model's U-Net)", "no_adaptation"),
-                       ("MR U-Net on the real MR", "unet_on_real_target")):
-        scores = [next(row[key] for row in rows if row["name"] == SASAN and row["phantom_seed"] == seed)
-                  for seed in seeds]
-        lines.append(f"| {label} | " + " | ".join(f"{score:.3f}" for score in scores)
-                     + f" | {sum(scores) / len(scores):.3f} |")
+
+    def line(label: str, scores: list[float]) -> str:
+        return f"| {label} | " + " | ".join(f"{score:.3f}" for score in scores) + f" | {sum(scores) / len(scores):.3f} |"
+
+    def per_seed(name: str, key: str) -> list[float]:
+        return [next(row[key] for row in rows if row["name"] == name and row["phantom_seed"] == seed) for seed in seeds]
+
+    lines += [line(name, per_seed(name, "model_dice")) for name in dict.fromkeys(row["name"] for row in rows)]
+    lines += [line(f"{NO_ADAPTATION} (the {SASAN} model's U-Net)", per_seed(SASAN, "no_adaptation")),
+              line("MR U-Net on the real MR", per_seed(SASAN, "unet_on_real_target"))]
     return lines
 
 

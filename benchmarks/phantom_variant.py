@@ -11,8 +11,7 @@ the U-Net on real MR (its ceiling) on the held-out volumes; no CycleGAN-style ba
 Training stops at ``--budget`` seconds from the start (several variants can then share one lent GPU for a
 fixed time); a cut run is scored at its last checkpoint and says so. With ``--sasan-run`` no SASAN is
 trained: that finished run is scored with this variant's U-Net (how much the scorer alone moves a score).
-Prints one JSON line prefixed
-``RESULT``. This is a script, not a test.
+Prints one JSON line prefixed ``RESULT``. This is a script, not a test.
 """
 from __future__ import annotations
 
@@ -28,13 +27,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from phantom_protocol import mean_dice, unet_ceiling  # noqa: E402  (benchmarks/phantom_protocol.py)
+from phantom_protocol import score_model  # noqa: E402  (benchmarks/phantom_protocol.py)
 from sasan import bundle  # noqa: E402
-from sasan.baselines import UntranslatedSegmenter, no_adaptation  # noqa: E402
-from sasan.demo import NO_ADAPTATION, SASAN, demo_configs, load_preset, merge  # noqa: E402
-from sasan.evaluation import MEAN_STRUCTURE, summarize  # noqa: E402
-from sasan.protocol import held_out_volumes, run_methods, translation_method  # noqa: E402
-from sasan.training.export import export_run, load_run_networks  # noqa: E402
+from sasan.demo import SASAN, demo_configs, load_preset, merge  # noqa: E402
+from sasan.protocol import held_out_volumes  # noqa: E402
+from sasan.training.export import export_run  # noqa: E402
 from sasan.training.segmenter import train_segmenter  # noqa: E402
 from sasan.training.trainer import Trainer  # noqa: E402
 
@@ -86,16 +83,8 @@ def main() -> None:
     preset, _ = load_preset(quick=False)
     configs = demo_configs(preset, merge(overrides, {"training": {"threads": args.threads, "device": args.device}}))
     torch.set_num_threads(args.threads)
-    data = configs.sasan.data
-    source, target = data.source.modality, data.target.modality
 
     segmenter_run = train_segmenter(configs.segmenter, args.output / "mr_unet")
-    volumes = held_out_volumes(configs.sasan)
-    _, networks, _, _ = load_run_networks(segmenter_run)
-    unet = UntranslatedSegmenter(networks.segmenter, data.image_size, data.context, data.axis, args.device)
-    plain = run_methods({NO_ADAPTATION: no_adaptation(unet, data.source.normalization, data.source.crop)}, volumes,
-                        data.labels, args.output / "scores", target=target, overwrite=True)
-
     training_started = time.monotonic()
     if args.sasan_run is None:
         sasan_run = args.output / "sasan"
@@ -107,20 +96,15 @@ def main() -> None:
     model_file = export_run(sasan_run, args.output / "sasan.safetensors", segmenter_run=segmenter_run,
                             overwrite=True)
     model = bundle.load(model_file)
-    translate = translation_method(model, source, target, device=args.device, threads=args.threads)
-    sasan = run_methods({SASAN: translate}, volumes, data.labels, args.output / "scores", target=target, overwrite=True)
-
-    summary = summarize(plain.segmentation_rows + sasan.segmentation_rows)
+    scores = score_model(model, SASAN, configs.sasan, held_out_volumes(configs.sasan), args.output / "scores",
+                         threads=args.threads, device=args.device)
     print("RESULT " + json.dumps({
         "name": args.name, "set": overrides, "scored_step": model.card.provenance["steps"],
-        "total_steps": total_steps, "cut": cut, "sasan": round(mean_dice(summary, SASAN), 3),
-        "per_structure": {row["structure"]: round(row["dice_mean"], 3) for row in summary
-                          if row["method"] == SASAN and row["structure"] != MEAN_STRUCTURE},
-        "no_adaptation": round(mean_dice(summary, NO_ADAPTATION), 3),
-        "unet_ceiling_real_mr": round(unet_ceiling(segmenter_run), 3),
+        "total_steps": total_steps, "cut": cut, "sasan": scores["model_dice"],
+        "per_structure": scores["per_structure"], "no_adaptation": scores["no_adaptation"],
+        "unet_ceiling_real_mr": scores["unet_on_real_target"],
         "sasan_train_s": round(training_seconds), "total_s": round(time.monotonic() - started),
         "device": model_device_name(args.device)}), flush=True)
-
 
 if __name__ == "__main__":
     main()

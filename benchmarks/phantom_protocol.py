@@ -114,7 +114,9 @@ def score_unseen(models: dict[str, Path], output: Path, *, phantom_seed: int, qu
     (``subjects`` x ``test_fraction`` of them), rendered with the demo preset's settings: anatomy, pose,
     spacing and noise no run has seen. One dict per model, with its ``phantom_seed``."""
     preset, _ = load_preset(quick=quick)
+    every_domain = {"phantom_subjects": subjects}   # over a preset that gives a domain its own count
     config = demo_configs(preset, {"data": {"phantom_seed": phantom_seed, "phantom_subjects": subjects,
+                                            "source": every_domain, "target": every_domain,
                                             "test_fraction": test_fraction}}).sasan
     volumes = held_out_volumes(config)
     return [{**score_model(load_model(path), name, config, volumes, output / f"phantom{phantom_seed}" / name,

@@ -32,14 +32,14 @@ import yaml
 
 from sasan import bundle
 from sasan.baselines import UntranslatedSegmenter, histogram_matching, no_adaptation, reference_quantiles
-from sasan.data.domains import load_domain
+from sasan.data.domains import load_domain, phantom_subjects
 from sasan.inference.runtime import free_cpu_cores, torch_threads
 from sasan.presets import preset_path
 from sasan.protocol import (FIGURES_DIR, RESULTS_CSV, RESULTS_MARKDOWN, VOLUMES_DIR, HeldOutVolume,
                             ProtocolResult, held_out_volumes, prepare_output_folder, run_methods, translation_method,
                             write_reports)
 from sasan.training.checkpoint import list_checkpoints
-from sasan.training.config import RunConfig, config_from_dict
+from sasan.training.config import DataConfig, RunConfig, config_from_dict
 from sasan.training.export import export_run, load_run_networks
 from sasan.training.segmenter import train_segmenter
 from sasan.training.trainer import Trainer
@@ -189,7 +189,13 @@ def _export(method: str, config: RunConfig, run_dir: Path, model_file: Path, seg
     return export_run(run_dir, model_file, segmenter_run=segmenter_run, overwrite=overwrite,
                       description=f"{method} {source} -> {target} trained by `sasan demo` ({mode}) on the "
                                   "embedded phantom; for trying the tools, not for real images",
-                      provenance={"source": "sasan demo", "data": f"phantom ({config.data.phantom_subjects} subjects)"})
+                      provenance={"source": "sasan demo", "data": f"phantom ({_subject_counts(config.data)})"})
+
+
+def _subject_counts(data: DataConfig) -> str:
+    """"12 CT and 12 MR subjects", or "24 CT and 12 MR subjects" when a domain has its own count."""
+    return " and ".join(f"{phantom_subjects(d, data)} {d.modality}" for d in (data.source, data.target)) \
+        + " subjects"
 
 
 def run_demo(output: Path, quick: bool = False, overwrite: bool = False, *, preset: Optional[Path] = None,
@@ -225,8 +231,7 @@ def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool
     augmented = configs.segmenter_with_translations
     stages = _Stages(7 if augmented is not None else 6)
 
-    stages.begin(f"phantom data: {data.phantom_subjects} {source} and {target} subjects, "
-                 f"{data.phantom_size} voxels across")
+    stages.begin(f"phantom data: {_subject_counts(data)}, {data.phantom_size} voxels across")
     volumes = held_out_volumes(configs.sasan)
 
     stages.begin(f"training the {target} U-Net on real {target} slices "

@@ -108,6 +108,23 @@ def test_phantom_is_generated_once_into_the_cache(tmp_path, monkeypatch):
     assert first[0].labels is not None and second[0].labels is not None
 
 
+def test_a_domain_with_its_own_phantom_count_reads_the_same_first_subjects(tmp_path, monkeypatch):
+    pytest.importorskip("sasan.data.phantom")
+    from sasan.data.layouts import MMWHS_LABELS
+    from sasan.data.phantom import PHANTOM_VERSION
+
+    monkeypatch.setenv("SASAN_CACHE", str(tmp_path))
+    data = DataConfig(phantom_subjects=1, phantom_seed=0, phantom_size=32, labels=MMWHS_LABELS, image_size=32)
+    ct = load_domain(DomainConfig(modality="CT", layout="phantom", phantom_subjects=2), data, split="all")
+    mr = load_domain(DomainConfig(modality="MR", layout="phantom"), data, split="all")
+    ct_alone = load_domain(DomainConfig(modality="CT", layout="phantom"), data, split="all")
+    assert (len(ct), len(mr), len(ct_alone)) == (2, 1, 1)
+    assert ct[0].subject.image.parents[2].name == f"phantom-v{PHANTOM_VERSION}-2-0-32"
+    assert mr[0].subject.image.parents[2].name == f"phantom-v{PHANTOM_VERSION}-1-0-32"
+    np.testing.assert_array_equal(ct[0].volume.array, ct_alone[0].volume.array)   # subject 0 is subject 0
+    assert not np.array_equal(ct[0].volume.array, ct[1].volume.array)
+
+
 def test_a_failed_phantom_generation_leaves_no_cache_behind(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sasan.data.phantom", fake_phantom_module([], fail=True))
     monkeypatch.setenv("SASAN_CACHE", str(tmp_path / "cache"))

@@ -22,6 +22,8 @@ PRESETS = sorted((Path(__file__).parents[2] / "Resources" / "configs").glob("*.y
     ({"data": {"image_size": 100}}, r"^data\.image_size: expected a multiple of 16"),
     ({"data": {"context": 2}}, r"^data\.context: expected an odd number"),
     ({"data": {"source": {"layout": "folder"}}}, r"^data\.source\.root: a 'folder' layout needs a data folder"),
+    ({"data": {"target": {"phantom_subjects": 0}}}, r"^data\.target\.phantom_subjects: expected a positive integer"),
+    ({"data": {"source": {"phantom_subjects": "all"}}}, r"^data\.source\.phantom_subjects: expected an integer"),
     ({"training": {"pretrain_regularization_warmup": 1.5}},
      r"^training\.pretrain_regularization_warmup: expected a fraction"),
     ({"training": {"copy_pretrained_attention": True}},

@@ -78,7 +78,8 @@ def load_domain(domain: DomainConfig, data: DataConfig, *, split: str = "train",
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if domain.layout == "phantom":
-        subjects = find_subjects("folder", _modality_folder(_phantom_root(data), domain.modality), domain.modality)
+        subjects = find_subjects("folder", _modality_folder(_phantom_root(data, phantom_subjects(domain, data)),
+                                                            domain.modality), domain.modality)
     else:
         if not domain.root:
             raise ValueError(f"the {domain.layout!r} layout of the {domain.modality} domain needs a data folder (root)")
@@ -123,20 +124,27 @@ def _modality_folder(root: Path, modality: str) -> Path:
     raise ValueError(f"{root}: no folder for modality {modality!r} (found {', '.join(folders) or 'none'})")
 
 
-def _phantom_root(data: DataConfig) -> Path:
-    """The cached phantom dataset, generated on first use (into a temporary folder, then renamed)."""
+def phantom_subjects(domain: DomainConfig, data: DataConfig) -> int:
+    """How many phantom subjects ``domain`` has: its own count, else the data section's."""
+    return data.phantom_subjects if domain.phantom_subjects is None else domain.phantom_subjects
+
+
+def _phantom_root(data: DataConfig, subjects: int) -> Path:
+    """The cached phantom dataset of ``subjects`` per modality, generated on first use (into a temporary
+    folder, then renamed). Subject i is the same anatomy whatever the count, so domains of different sizes
+    read the same subjects as far as they overlap."""
     from sasan.data.phantom import PHANTOM_VERSION, write_phantom  # only phantom runs need the generator
 
     cache = Path(os.environ.get("SASAN_CACHE", "~/.cache/sasan")).expanduser()
     # The generator's version is part of the name, so a changed phantom never reuses a stale cache.
-    final = cache / (f"phantom-v{PHANTOM_VERSION}-{data.phantom_subjects}-{data.phantom_seed}"
+    final = cache / (f"phantom-v{PHANTOM_VERSION}-{subjects}-{data.phantom_seed}"
                      f"-{data.phantom_size}")
     if final.is_dir():
         return final
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache))
     try:
-        write_phantom(staging, data.phantom_subjects, data.phantom_seed, data.phantom_size)
+        write_phantom(staging, subjects, data.phantom_seed, data.phantom_size)
         os.rename(staging, final)
     except OSError:
         if not final.is_dir():  # not a concurrent run that finished first

@@ -70,6 +70,7 @@ class DomainConfig:
     root: Optional[str] = None
     labelled: bool = True
     brats_sequence: str = "t2"
+    phantom_subjects: Optional[int] = None   # phantom layout: this domain's subjects; None: data.phantom_subjects
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
     crop: CropConfig = field(default_factory=CropConfig)
 
@@ -330,6 +331,9 @@ def validate(config: RunConfig) -> RunConfig:
         crop_problem = crop_config_problem(domain.crop)
         if crop_problem:
             raise ConfigError(f"{norm_key}.crop.{crop_problem}")
+        if domain.phantom_subjects is not None and (isinstance(domain.phantom_subjects, bool)
+                                                    or domain.phantom_subjects < 1):
+            raise ConfigError(f"{norm_key}.phantom_subjects: expected a positive integer or null")
         if domain.layout != "phantom" and not domain.root:
             raise ConfigError(f"{norm_key}.root: a {domain.layout!r} layout needs a data folder")
     if t.setup == "paired" and (d.source.crop != d.target.crop or d.source.crop.method == "foreground"):

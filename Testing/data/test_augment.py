@@ -1,8 +1,12 @@
-"""Slice augmentation: the same affine for image and label, -1 padding, exact flips, determinism."""
+"""Slice augmentation: the same affine for image and label, -1 padding, exact flips, determinism; the
+segmenter's intensity augmentation: each change on its own, per image, reproducible."""
+import math
+
+import pytest
 import torch
 
-from sasan.data.augment import augment_slice, sample_affine, warp_slice
-from sasan.training.config import AugmentConfig
+from sasan.data.augment import augment_intensity, augment_slice, sample_affine, warp_slice
+from sasan.training.config import AugmentConfig, IntensityAugmentConfig
 
 STILL = AugmentConfig(rotation_degrees=0.0, scale_range=[1.0, 1.0], flip_horizontal=False, flip_vertical=False)
 
@@ -91,3 +95,77 @@ def test_same_generator_state_gives_the_same_result():
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     assert not torch.equal(first[0], other[0])
     assert augment_slice(image, None, config, generator(7))[1] is None
+
+
+NO_INTENSITY_CHANGE = dict(probability=0.0, blur_probability=0.0)
+
+
+def ramp_batch(n: int = 6, channels: int = 3, size: int = 16) -> torch.Tensor:
+    """``n`` images whose channels all hold the same ramp from -1 to 1."""
+    ramp = torch.linspace(-1.0, 1.0, size * size).reshape(size, size)
+    return ramp.expand(n, channels, size, size).clone()
+
+
+def test_intensity_augmentation_at_probability_zero_changes_nothing():
+    images = ramp_batch()
+    out = augment_intensity(images, IntensityAugmentConfig(**NO_INTENSITY_CHANGE), generator(0))
+    assert torch.equal(out, images)
+
+
+def test_gamma_keeps_the_ends_and_bends_the_middle_within_its_range():
+    config = IntensityAugmentConfig(probability=1.0, blur_probability=0.0, contrast_range=[1.0, 1.0],
+                                    brightness=0.0, noise_std=0.0)
+    images = torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 1, 3).repeat(50, 3, 1, 1)
+    out = augment_intensity(images, config, generator(1))
+    assert torch.allclose(out[..., 0], torch.tensor(-1.0)) and torch.allclose(out[..., 2], torch.tensor(1.0))
+    middle = out[:, 0, 0, 1]   # 2 * 0.5 ** gamma - 1 for gamma in [0.7, 1.5]
+    assert middle.min() >= 2 * 0.5 ** 1.5 - 1 - 1e-6 and middle.max() <= 2 * 0.5 ** 0.7 - 1 + 1e-6
+    assert middle.max() - middle.min() > 0.2   # the gammas differ between images
+    assert torch.equal(out[:, 0], out[:, 2])     # ... but not between an image's channels
+
+
+def test_contrast_and_brightness_are_one_affine_map_per_image():
+    config = IntensityAugmentConfig(probability=1.0, blur_probability=0.0, gamma_range=[1.0, 1.0],
+                                    noise_std=0.0)
+    images = ramp_batch(n=40)
+    out = augment_intensity(images, config, generator(2))
+    for original, changed in zip(images, out):
+        slope = (changed[0, -1, -1] - changed[0, 0, 0]) / 2.0
+        offset = changed[0, 0, 0] + slope
+        assert 0.75 - 1e-5 <= slope <= 1.25 + 1e-5 and abs(offset) <= 0.1 + 1e-5
+        assert torch.allclose(changed, slope * original + offset, atol=1e-5)
+
+
+def test_blur_spreads_an_impulse_into_the_hand_computed_gaussian():
+    config = IntensityAugmentConfig(probability=0.0, blur_probability=1.0, blur_sigma=[1.0, 1.0])
+    images = torch.zeros(2, 3, 9, 9)
+    images[:, :, 4, 4] = 1.0
+    out = augment_intensity(images, config, generator(3))
+    taps = torch.tensor([math.exp(-k * k / 2.0) for k in range(-2, 3)])
+    taps = taps / taps.sum()
+    expected = torch.zeros(9, 9)
+    expected[2:7, 2:7] = taps[:, None] * taps[None, :]
+    assert torch.allclose(out[0, 1], expected, atol=1e-6) and torch.allclose(out[1, 0], expected, atol=1e-6)
+    constant = augment_intensity(torch.full((1, 3, 9, 9), 0.3), config, generator(3))
+    assert torch.allclose(constant, torch.tensor(0.3))   # edges replicated: no dark rim
+
+
+def test_noise_standard_deviation_is_uniform_up_to_its_bound():
+    config = IntensityAugmentConfig(probability=1.0, blur_probability=0.0, gamma_range=[1.0, 1.0],
+                                    contrast_range=[1.0, 1.0], brightness=0.0, noise_std=0.1)
+    images = torch.zeros(400, 1, 32, 32)
+    stds = augment_intensity(images, config, generator(4)).std(dim=(1, 2, 3))
+    assert stds.max() <= 0.1 * 1.1 and stds.mean() == pytest.approx(0.05, abs=0.006)
+
+
+def test_intensity_augmentation_is_reproducible_and_seed_dependent():
+    config = IntensityAugmentConfig(probability=0.5, blur_probability=0.5)
+    images = ramp_batch()
+    first, again = (augment_intensity(images, config, generator(5)) for _ in range(2))
+    other = augment_intensity(images, config, generator(6))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_intensity_augmentation_refuses_a_batch_without_channels():
+    with pytest.raises(ValueError, match=r"expected a float batch \(N, C, H, W\)"):
+        augment_intensity(torch.zeros(3, 16, 16), IntensityAugmentConfig(), generator(0))

@@ -37,6 +37,21 @@ def test_resume_in_process_matches_uninterrupted_run(tmp_path):
     assert_same(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
 
 
+def test_segmenter_with_intensity_augmentation_resumes_exactly(tmp_path):
+    def config(enabled=True):
+        return tiny_config(training={"steps": 0, "pretrain_attention_steps": 0, "segmenter_steps": 4},
+                           data={"segmenter_intensity_augment": {"enabled": enabled, "probability": 1.0}})
+    Trainer(config(), tmp_path / "straight").fit()
+    Trainer(config(enabled=False), tmp_path / "plain").fit()
+    interrupted = Trainer(config(), tmp_path / "resumed")
+    interrupted.total_steps = 2
+    interrupted.fit()
+    Trainer(config(), tmp_path / "resumed", resume=True).fit()
+    assert_same(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
+    plain = final_weights(tmp_path / "plain")   # the augmentation did change what the U-Net saw
+    assert any(not torch.equal(plain[k], v) for k, v in final_weights(tmp_path / "straight").items())
+
+
 def test_existing_run_is_not_overwritten_without_resume(tmp_path):
     Trainer(tiny_config(training={"steps": 1, "pretrain_attention_steps": 0, "segmenter_steps": 0,
                                   "checkpoint_every": 1}), tmp_path).fit()

@@ -1,6 +1,7 @@
-"""Random in-plane augmentation of one 2.5D training slice (the paper: rotation, scaling, flips).
+"""Random augmentation: in-plane geometry of one 2.5D training slice (the paper: rotation, scaling,
+flips), and intensity changes of a batch that the detached U-Net is about to see.
 
-One affine per call, applied identically to the image (bilinear) and its label (nearest). The
+One affine per slice, applied identically to the image (bilinear) and its label (nearest). The
 affine is built in pixel units and converted to ``affine_grid``'s normalised coordinates, so a
 rotation stays a rotation on non-square slices too.
 """
@@ -12,7 +13,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from sasan.training.config import AugmentConfig
+from sasan.training.config import AugmentConfig, IntensityAugmentConfig
 
 # The normalised background value: what appears where the warped slice uncovers the border.
 IMAGE_FILL = -1.0
@@ -73,3 +74,49 @@ def augment_slice(
         raise ValueError(f"label shape {tuple(label.shape)} differs from the image's {tuple(image.shape[-2:])}")
     theta = sample_affine(config, generator, image.shape[-2], image.shape[-1])
     return warp_slice(image, label, theta)
+
+
+def augment_intensity(images: torch.Tensor, config: IntensityAugmentConfig,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Random gamma, contrast/brightness, blur and noise per image of ``images`` ``(N, C, H, W)`` (values
+    about [-1, 1]); every context channel of an image changes alike. Deterministic for a generator state
+    (drawn on the CPU, applied on the images' device); the labels are untouched.
+    """
+    if images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"expected a float batch (N, C, H, W); got {tuple(images.shape)} {images.dtype}")
+    n, channels = images.shape[:2]
+    u = torch.rand(n, 9, generator=generator, dtype=torch.float64)
+    noise = torch.randn(images.shape, generator=generator, dtype=torch.float32)
+
+    def per_image(values: torch.Tensor) -> torch.Tensor:
+        return values.to(images.device, images.dtype).view(n, 1, 1, 1)
+
+    def uniform(bounds: list[float], column: int) -> torch.Tensor:
+        return bounds[0] + (bounds[1] - bounds[0]) * u[:, column]
+
+    def chosen(column: int, probability: float) -> torch.Tensor:
+        return per_image(u[:, column]) < probability
+
+    x = images
+    gamma = per_image(uniform(config.gamma_range, 1))
+    x = torch.where(chosen(0, config.probability), 2.0 * ((x + 1.0).clamp(min=0.0) / 2.0) ** gamma - 1.0, x)
+    contrast = per_image(uniform(config.contrast_range, 3))
+    offset = per_image(uniform([-config.brightness, config.brightness], 4))
+    x = torch.where(chosen(2, config.probability), contrast * x + offset, x)
+    x = torch.where(chosen(5, config.blur_probability), _gaussian_blur(x, uniform(config.blur_sigma, 6)), x)
+    std = per_image(config.noise_std * u[:, 8])
+    return torch.where(chosen(7, config.probability), x + std * noise.to(x.device, x.dtype), x)
+
+
+def _gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur of each image of ``(N, C, H, W)`` with its own sigma (pixels), edges
+    replicated; the kernel reaches two sigmas of the largest."""
+    n, channels = images.shape[:2]
+    radius = max(1, math.ceil(2.0 * float(sigmas.max())))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernels = torch.exp(-offsets[None] ** 2 / (2.0 * sigmas[:, None] ** 2))
+    kernels = (kernels / kernels.sum(1, keepdim=True)).repeat_interleave(channels, 0).to(images.device, images.dtype)
+    flat = images.reshape(1, n * channels, *images.shape[-2:])
+    rows = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernels[:, None, None, :], groups=n * channels)
+    both = F.conv2d(F.pad(rows, (0, 0, radius, radius), mode="replicate"), kernels[:, None, :, None], groups=n * channels)
+    return both.reshape(images.shape)

@@ -84,6 +84,22 @@ class AugmentConfig:
 
 
 @dataclass
+class IntensityAugmentConfig:
+    """Random intensity changes of the detached U-Net's input batches (real and translated images alike),
+    never of the translator's: the U-Net then tolerates the small contrast, noise and sharpness offsets
+    of a translation. Gamma on [-1, 1] mapped to [0, 1], contrast and brightness, Gaussian blur and
+    Gaussian noise, each applied per image with its probability, the same to every context channel."""
+    enabled: bool = False
+    probability: float = 0.5            # of the gamma, the contrast/brightness and the noise change
+    gamma_range: list[float] = field(default_factory=lambda: [0.7, 1.5])
+    contrast_range: list[float] = field(default_factory=lambda: [0.75, 1.25])
+    brightness: float = 0.1             # an offset uniform in +-brightness
+    noise_std: float = 0.05             # the noise's standard deviation is uniform in [0, noise_std]
+    blur_probability: float = 0.3
+    blur_sigma: list[float] = field(default_factory=lambda: [0.5, 1.0])   # pixels
+
+
+@dataclass
 class DataConfig:
     source: DomainConfig = field(default_factory=lambda: DomainConfig(modality="CT"))
     target: DomainConfig = field(default_factory=lambda: DomainConfig(modality="MR", labelled=False))
@@ -97,6 +113,7 @@ class DataConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    segmenter_intensity_augment: IntensityAugmentConfig = field(default_factory=IntensityAugmentConfig)
     labels: list[LabelSpec] = field(default_factory=list)
     num_workers: int = 0
 
@@ -288,6 +305,12 @@ def crop_config_problem(crop: CropConfig) -> Optional[str]:
     return None
 
 
+def _ranges_ok(a: IntensityAugmentConfig) -> bool:
+    ranges = (a.gamma_range, a.contrast_range, a.blur_sigma)
+    return (all(len(r) == 2 and 0 < r[0] <= r[1] for r in ranges) and 0 <= a.probability <= 1
+            and 0 <= a.blur_probability <= 1 and a.brightness >= 0 and a.noise_std >= 0)
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Cross-field checks that the types alone cannot express."""
     d, t, m = config.data, config.training, config.model
@@ -297,6 +320,8 @@ def validate(config: RunConfig) -> RunConfig:
         (0.0 < d.test_fraction < 1.0, "data.test_fraction: expected a number between 0 and 1"),
         (len(d.augment.scale_range) == 2 and 0 < d.augment.scale_range[0] <= d.augment.scale_range[1],
          "data.augment.scale_range: expected [low, high] with 0 < low <= high"),
+        (_ranges_ok(d.segmenter_intensity_augment), "data.segmenter_intensity_augment: expected probabilities "
+         "in [0, 1], [low, high] ranges with 0 < low <= high and brightness, noise_std >= 0"),
         (t.steps >= 0, "training.steps: expected an integer >= 0"),
         (t.segmenter_steps >= 0 and t.pretrain_attention_steps >= 0,
          "training.segmenter_steps / pretrain_attention_steps: expected integers >= 0"),

@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from .. import losses
+from ..data.augment import augment_intensity
 from .checkpoint import (CHECKPOINT_DIR, capture_rng, discard_partial_checkpoints, latest_checkpoint,
                          load_checkpoint, restore_rng, save_checkpoint)
 from .config import RunConfig, resolved_yaml
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 RUN_FILES = {CONFIG_FILE, INTENSITY_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR}
+INTENSITY_SALT = 200   # keeps the segmenter's intensity draws apart from its batch draws (salt 100 + domain)
 
 
 def pick_device(name: str) -> torch.device:
@@ -229,7 +231,12 @@ class Trainer:
                     source_labels = losses.pseudo_labels(target_attention(fake)[1], PSEUDO_LABEL_CONFIDENCE)
             images.append(fake)
             labels.append(source_labels)
-        loss = losses.segmentation_loss(self.wrapped.segmenter(torch.cat(images)).float(), torch.cat(labels))
+        inputs = torch.cat(images)
+        intensity = self.config.data.segmenter_intensity_augment
+        if intensity.enabled:  # seeded by the step, so a resumed run replays it
+            seed = hash((self.config.training.seed, self.step, self.dist.rank, INTENSITY_SALT)) % (2 ** 63)
+            inputs = augment_intensity(inputs, intensity, torch.Generator().manual_seed(seed))
+        loss = losses.segmentation_loss(self.wrapped.segmenter(inputs).float(), torch.cat(labels))
         self._backward_step(loss, self.segmenter_optimiser)
         return {"segmenter": float(loss.detach())}
 

@@ -84,7 +84,7 @@ def augment_intensity(images: torch.Tensor, config: IntensityAugmentConfig,
     """
     if images.ndim != 4 or not images.is_floating_point():
         raise ValueError(f"expected a float batch (N, C, H, W); got {tuple(images.shape)} {images.dtype}")
-    n, channels = images.shape[:2]
+    n = images.shape[0]
     u = torch.rand(n, 9, generator=generator, dtype=torch.float64)
     noise = torch.randn(images.shape, generator=generator, dtype=torch.float32)
 
@@ -116,7 +116,8 @@ def _gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernels = torch.exp(-offsets[None] ** 2 / (2.0 * sigmas[:, None] ** 2))
     kernels = (kernels / kernels.sum(1, keepdim=True)).repeat_interleave(channels, 0).to(images.device, images.dtype)
-    flat = images.reshape(1, n * channels, *images.shape[-2:])
-    rows = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernels[:, None, None, :], groups=n * channels)
-    both = F.conv2d(F.pad(rows, (0, 0, radius, radius), mode="replicate"), kernels[:, None, :, None], groups=n * channels)
+    groups = n * channels
+    flat = images.reshape(1, groups, *images.shape[-2:])
+    rows = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernels[:, None, None, :], groups=groups)
+    both = F.conv2d(F.pad(rows, (0, 0, radius, radius), mode="replicate"), kernels[:, None, :, None], groups=groups)
     return both.reshape(images.shape)

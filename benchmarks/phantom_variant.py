@@ -106,5 +106,6 @@ def main() -> None:
         "sasan_train_s": round(training_seconds), "total_s": round(time.monotonic() - started),
         "device": model_device_name(args.device)}), flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -305,7 +305,7 @@ def crop_config_problem(crop: CropConfig) -> Optional[str]:
     return None
 
 
-def _ranges_ok(a: IntensityAugmentConfig) -> bool:
+def _intensity_augment_ok(a: IntensityAugmentConfig) -> bool:
     ranges = (a.gamma_range, a.contrast_range, a.blur_sigma)
     return (all(len(r) == 2 and 0 < r[0] <= r[1] for r in ranges) and 0 <= a.probability <= 1
             and 0 <= a.blur_probability <= 1 and a.brightness >= 0 and a.noise_std >= 0)
@@ -320,7 +320,7 @@ def validate(config: RunConfig) -> RunConfig:
         (0.0 < d.test_fraction < 1.0, "data.test_fraction: expected a number between 0 and 1"),
         (len(d.augment.scale_range) == 2 and 0 < d.augment.scale_range[0] <= d.augment.scale_range[1],
          "data.augment.scale_range: expected [low, high] with 0 < low <= high"),
-        (_ranges_ok(d.segmenter_intensity_augment), "data.segmenter_intensity_augment: expected probabilities "
+        (_intensity_augment_ok(d.segmenter_intensity_augment), "data.segmenter_intensity_augment: expected probabilities "
          "in [0, 1], [low, high] ranges with 0 < low <= high and brightness, noise_std >= 0"),
         (t.steps >= 0, "training.steps: expected an integer >= 0"),
         (t.segmenter_steps >= 0 and t.pretrain_attention_steps >= 0,

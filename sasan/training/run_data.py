@@ -86,6 +86,11 @@ def read_intensity(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / INTENSITY_FILE).read_text(encoding="utf-8"))
 
 
+def step_generator(seed: int, step: int, rank: int, salt: int) -> torch.Generator:
+    """The random stream of one (run seed, step, rank, use): the same after a resume, apart between uses."""
+    return torch.Generator().manual_seed(hash((seed, step, rank, salt)) % (2 ** 63))
+
+
 def draw_batch(dataset: SliceDataset, batch_size: int, step: int, seed: int, salt: int,
                rank: int = 0, world_size: int = 1, indices: torch.Tensor | None = None) -> dict:
     """The batch of ``step``: items drawn from this rank's shard (every ``world_size``-th slice).
@@ -93,7 +98,7 @@ def draw_batch(dataset: SliceDataset, batch_size: int, step: int, seed: int, sal
     ``indices`` reuses another domain's draw (paired data: same slices on both sides).
     """
     if indices is None:
-        generator = torch.Generator().manual_seed(hash((seed, step, rank, salt)) % (2 ** 63))
+        generator = step_generator(seed, step, rank, salt)
         shard = torch.arange(rank, len(dataset), world_size)
         indices = shard[torch.randint(len(shard), (batch_size,), generator=generator)]
     dataset.set_epoch(step)

@@ -23,7 +23,7 @@ from .distributed import DistributedContext
 from .feedback import TENSORBOARD_DIR, Feedback
 from .networks import ExponentialAverage, SASANNetworks, make_optimisers, make_schedulers
 from .objectives import PSEUDO_LABEL_CONFIDENCE, attention_pretraining_objective, discriminator_objective, translator_objective
-from .run_data import INTENSITY_FILE, RunData, draw_batch, prepare_run_data, write_intensity
+from .run_data import INTENSITY_FILE, RunData, draw_batch, prepare_run_data, step_generator, write_intensity
 from .validation import validate
 
 log = logging.getLogger(__name__)
@@ -234,8 +234,8 @@ class Trainer:
         inputs = torch.cat(images)
         intensity = self.config.data.segmenter_intensity_augment
         if intensity.enabled:  # seeded by the step, so a resumed run replays it
-            seed = hash((self.config.training.seed, self.step, self.dist.rank, INTENSITY_SALT)) % (2 ** 63)
-            inputs = augment_intensity(inputs, intensity, torch.Generator().manual_seed(seed))
+            inputs = augment_intensity(inputs, intensity, step_generator(self.config.training.seed, self.step,
+                                                                         self.dist.rank, INTENSITY_SALT))
         loss = losses.segmentation_loss(self.wrapped.segmenter(inputs).float(), torch.cat(labels))
         self._backward_step(loss, self.segmenter_optimiser)
         return {"segmenter": float(loss.detach())}

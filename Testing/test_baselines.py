@@ -4,10 +4,16 @@ import pytest
 import torch
 from torch import nn
 
-from sasan.baselines import (BaselineError, UntranslatedSegmenter, histogram_match, histogram_matching,
-                             no_adaptation, reference_quantiles)
+from sasan.baselines import (
+    BaselineError,
+    UntranslatedSegmenter,
+    histogram_match,
+    histogram_matching,
+    no_adaptation,
+    reference_quantiles,
+)
+from sasan.config import CropConfig, NormalizationConfig
 from sasan.data.volume import Volume
-from sasan.training.config import CropConfig, NormalizationConfig
 
 WINDOW_0_100 = NormalizationConfig(method="window", window=[0.0, 100.0])
 

@@ -9,12 +9,20 @@ import pytest
 import yaml
 
 from sasan import bundle, cli
+from sasan.config import config_from_dict
 from sasan.data.io import read_volume
-from sasan.demo import (CYCLEGAN_STYLE_OVERRIDES, METHODS, ROW_ORDER, SASAN_AUGMENTED, demo_configs, load_preset,
-                        merge, run_demo)
+from sasan.demo import (
+    CYCLEGAN_STYLE_OVERRIDES,
+    METHODS,
+    ROW_ORDER,
+    SASAN_AUGMENTED,
+    demo_configs,
+    load_preset,
+    merge,
+    run_demo,
+)
 from sasan.evaluation import SUMMARY_COLUMNS
 from sasan.presets import preset_path
-from sasan.training.config import config_from_dict
 
 STRUCTURES = ["LV myocardium", "LA blood", "LV blood", "ascending aorta"]
 TINY = {"data": {"image_size": 32, "phantom_subjects": 3, "phantom_size": 32},

@@ -14,9 +14,16 @@ import torch
 
 from sasan import bundle
 from sasan.bundle import ModelCard, SASANModel
-from sasan.data.crop import crop_from_dict, crop_region, crop_volume
-from sasan.data.geometry import (fit_to_square, from_slice_stack, restore_from_square, restore_from_square_tensor,
-                                 slicing_axis, to_slice_stack)
+from sasan.config import NormalizationConfig, crop_from_dict
+from sasan.data.crop import crop_region, crop_volume
+from sasan.data.geometry import (
+    fit_to_square,
+    from_slice_stack,
+    restore_from_square,
+    restore_from_square_tensor,
+    slicing_axis,
+    to_slice_stack,
+)
 from sasan.data.preprocess import IntensityMap, denormalize, fit_intensity_map, normalize
 from sasan.data.slices import context_stack
 from sasan.data.volume import Volume
@@ -26,7 +33,6 @@ from sasan.inference.engine import Engine
 from sasan.inference.fast_modules import InstanceNorm, optimize_for_inference
 from sasan.inference.postprocess import keep_largest_foreground_component
 from sasan.inference.window import SliceWindow
-from sasan.training.config import NormalizationConfig
 
 TINY = {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8], "decoder_widths": [8, 4, 4],
         "head_width": 4, "spade_hidden": 4, "segmenter_width": 4, "segmenter_depth": 2}

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from sasan import bundle, cli
-from sasan.data.crop import crop_from_dict, crop_region
+from sasan.config import LabelSpec, config_from_dict, crop_from_dict
+from sasan.data.crop import crop_region
 from sasan.data.geometry import slicing_axis
 from sasan.data.io import read_labels, read_volume
 from sasan.data.phantom import LABELS
@@ -16,11 +17,19 @@ from sasan.data.volume import Volume
 from sasan.demo import load_preset, merge
 from sasan.evaluation import SUMMARY_COLUMNS
 from sasan.metrics import segmentation_scores
-from sasan.protocol import (MethodOutput, ProtocolError, HeldOutVolume, check_model_fits, evaluate_command,
-                            method_folder_name, paired_reference, prepare_output_folder, run_methods,
-                            write_reports)
+from sasan.protocol import (
+    HeldOutVolume,
+    MethodOutput,
+    ProtocolError,
+    check_model_fits,
+    evaluate_command,
+    method_folder_name,
+    paired_reference,
+    prepare_output_folder,
+    run_methods,
+    write_reports,
+)
 from sasan.training.checkpoint import latest_checkpoint
-from sasan.training.config import LabelSpec, config_from_dict
 from sasan.training.export import export_run
 from sasan.training.segmenter import train_segmenter
 from sasan.training.trainer import Trainer

@@ -45,8 +45,7 @@ from sasan.data.slices import context_stack  # noqa: E402
 from sasan.data.volume import Volume  # noqa: E402
 from sasan.inference import translate_volume  # noqa: E402
 from sasan.inference.engine import build_engine  # noqa: E402
-from sasan.inference.runtime import (default_batch_size, free_cpu_cores, precision_name,  # noqa: E402
-                                     resolve_device, resolve_precision)
+from sasan.runtime import default_batch_size, free_cpu_cores, precision_name, resolve_device, resolve_precision  # noqa: E402
 
 log = logging.getLogger("benchmarks.inference")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

@@ -30,16 +30,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference import cpu_model_name, write_section  # noqa: E402  (benchmarks/inference.py)
+
 from sasan.baselines import UntranslatedSegmenter, no_adaptation  # noqa: E402
-from sasan.bundle import SASANModel, load as load_model  # noqa: E402
+from sasan.bundle import SASANModel  # noqa: E402
+from sasan.bundle import load as load_model
+from sasan.config import RunConfig  # noqa: E402
 from sasan.data.domains import load_domain  # noqa: E402
 from sasan.data.geometry import from_slice_stack  # noqa: E402
-from sasan.demo import (CYCLEGAN_STYLE, NO_ADAPTATION, SASAN, SASAN_AUGMENTED, demo_configs,  # noqa: E402
-                        load_preset, run_demo)
+from sasan.demo import CYCLEGAN_STYLE, NO_ADAPTATION, SASAN, SASAN_AUGMENTED, demo_configs, load_preset, run_demo  # noqa: E402
 from sasan.evaluation import MEAN_STRUCTURE, markdown_table, summarize  # noqa: E402
 from sasan.metrics import segmentation_scores  # noqa: E402
 from sasan.protocol import HeldOutVolume, held_out_volumes, run_methods, translation_method  # noqa: E402
-from sasan.training.config import RunConfig  # noqa: E402
 from sasan.training.export import load_run_networks  # noqa: E402
 
 log = logging.getLogger("benchmarks.phantom_protocol")

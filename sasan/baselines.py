@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from sasan.config import CropConfig, NormalizationConfig
 from sasan.data.crop import CropRegion, crop_region, crop_volume, paste
 from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
 from sasan.data.preprocess import fit_intensity_map, normalize
 from sasan.data.volume import Volume
-from sasan.inference.runtime import resolve_device
 from sasan.protocol import Method, MethodOutput
-from sasan.training.config import CropConfig, NormalizationConfig
+from sasan.runtime import resolve_device
 
 REFERENCE_QUANTILES = 4097  # follows a histogram closely without keeping every reference voxel
 _SEGMENT_BATCH = 8

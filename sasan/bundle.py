@@ -23,9 +23,8 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from .data.crop import CropError, crop_from_dict
+from .config import ConfigError, CropError, LabelSpec, ModelConfig, crop_from_dict, section_from_dict
 from .models import build_attention, build_generator, build_segmenter
-from .training.config import ConfigError, LabelSpec, ModelConfig, _build
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class ModelCard:
 
     @property
     def model_config(self) -> ModelConfig:
-        return _build(ModelConfig, self.architecture, "architecture")
+        return section_from_dict(ModelConfig, self.architecture, "architecture")
 
     @property
     def label_specs(self) -> list[LabelSpec]:

@@ -18,9 +18,10 @@ USAGE_ERROR = 2
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training.config import load_config
+    from .config import load_config
+    from .runtime import training_device
     from .training.distributed import DistributedContext
-    from .training.trainer import Trainer, pick_device
+    from .training.trainer import Trainer
 
     config = load_config(args.config)
     if args.steps is not None:
@@ -28,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.device:
         config.training.device = args.device
     run_dir = Path(args.output or config.output)
-    dist = DistributedContext.from_environment(pick_device(config.training.device))
+    dist = DistributedContext.from_environment(training_device(config.training.device))
     try:
         Trainer(config, run_dir, resume=args.resume, dist=dist).fit()
     finally:
@@ -40,7 +41,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_segmenter(args: argparse.Namespace) -> int:
     """The detached U-Net alone: a run whose only phase is the segmenter (adversarial steps = 0)."""
-    from .training.config import load_config
+    from .config import load_config
     from .training.segmenter import train_segmenter
 
     config = load_config(args.config)

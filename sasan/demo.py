@@ -32,14 +32,24 @@ import yaml
 
 from sasan import bundle
 from sasan.baselines import UntranslatedSegmenter, histogram_matching, no_adaptation, reference_quantiles
+from sasan.config import DataConfig, RunConfig, config_from_dict
 from sasan.data.domains import load_domain, phantom_subjects
-from sasan.inference.runtime import free_cpu_cores, torch_threads
 from sasan.presets import preset_path
-from sasan.protocol import (FIGURES_DIR, RESULTS_CSV, RESULTS_MARKDOWN, VOLUMES_DIR, HeldOutVolume,
-                            ProtocolResult, held_out_volumes, prepare_output_folder, run_methods, translation_method,
-                            write_reports)
+from sasan.protocol import (
+    FIGURES_DIR,
+    RESULTS_CSV,
+    RESULTS_MARKDOWN,
+    VOLUMES_DIR,
+    HeldOutVolume,
+    ProtocolResult,
+    held_out_volumes,
+    prepare_output_folder,
+    run_methods,
+    translation_method,
+    write_reports,
+)
+from sasan.runtime import free_cpu_cores, torch_threads
 from sasan.training.checkpoint import list_checkpoints
-from sasan.training.config import DataConfig, RunConfig, config_from_dict
 from sasan.training.export import export_run, load_run_networks
 from sasan.training.segmenter import train_segmenter
 from sasan.training.trainer import Trainer

@@ -2,7 +2,7 @@
 
 Images live in [-1, 1]. Segmentation targets are integer class maps in which ``-1`` marks pixels
 that carry no label (outside a pseudo label's confidence, or unlabelled). The weights that combine
-these terms are ``sasan.training.config.LossConfig`` (lambda_c, lambda_id, lambda_reg, lambda_aux,
+these terms are ``sasan.config.LossConfig`` (lambda_c, lambda_id, lambda_reg, lambda_aux,
 ...); the trainer applies them, so nothing here is weighted except where the paper fixes a factor.
 """
 from __future__ import annotations

@@ -26,15 +26,14 @@ import SimpleITK as sitk
 
 from sasan import bundle
 from sasan.bundle import SASANModel
+from sasan.config import LabelSpec, RunConfig, load_config
 from sasan.data.domains import PreparedVolume, load_domain
 from sasan.data.geometry import from_slice_stack
 from sasan.data.io import read_volume, write_text, write_volume
 from sasan.data.volume import Volume
-from sasan.evaluation import (VolumeScores, image_metrics_table, markdown_table, save_volume_figure, summarize,
-                              write_csv)
+from sasan.evaluation import VolumeScores, image_metrics_table, markdown_table, save_volume_figure, summarize, write_csv
 from sasan.inference import translate_volume
 from sasan.metrics import image_scores, segmentation_scores
-from sasan.training.config import LabelSpec, RunConfig, load_config
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from sasan.config import LabelSpec
 from sasan.data.volume import Volume
-from sasan.training.config import LabelSpec
 
 from .progress import RunCancelled
 from .results import TranslationOutput

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from sasan.config import LabelSpec
 from sasan.data.volume import Volume
-from sasan.training.config import LabelSpec
 
 from . import attention, attention_display, hierarchy
 from .nodes import check_on_grid_of, node_from_volume, update_node_from_volume

@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-
 import slicer
+
+from sasan.config import LabelSpec
 from sasan.data.volume import Volume
-from sasan.training.config import LabelSpec
 
 from .nodes import check_on_grid_of, node_from_volume
 from .transaction import SceneTransaction

@@ -81,7 +81,7 @@ def run(arguments: list[str]) -> int:
         return status
     run_dir = _option_value(train_arguments, "--output")
     if run_dir is None:
-        from sasan.training.config import load_config
+        from sasan.config import load_config
 
         run_dir = load_config(train_arguments[0]).output
     return main(["export", run_dir, "-o", export, "--overwrite"])

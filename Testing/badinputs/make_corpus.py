@@ -346,7 +346,7 @@ def _configs(folder: Path, datasets: Path) -> None:
 
 def _train(config: Path, run_dir: Path) -> None:
     """Train ``config`` into ``run_dir`` (the trainer sets torch's thread count: it is put back)."""
-    from sasan.training.config import load_config
+    from sasan.config import load_config
     from sasan.training.trainer import Trainer
 
     threads = torch.get_num_threads()

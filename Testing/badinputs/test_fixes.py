@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from sasan import cli
+from sasan.config import LabelSpec
 from sasan.data import io
+from sasan.data.domains import PreparedVolume
 from sasan.data.io import VolumeReadError, check_writable, read_labels, read_volume, write_volume, write_volumes
 from sasan.data.layouts import Subject
-from sasan.data.domains import PreparedVolume
 from sasan.data.volume import Volume
 from sasan.training import run_data
 from sasan.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
-from sasan.training.config import LabelSpec
 
 
 def failing_on_call(number: int, real):
@@ -131,8 +131,8 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkey
 
 
 def test_a_constant_volume_gets_one_warning(caplog):
+    from sasan.config import NormalizationConfig
     from sasan.data.preprocess import fit_intensity_map
-    from sasan.training.config import NormalizationConfig
 
     with caplog.at_level(logging.WARNING):
         imap = fit_intensity_map(np.full((2, 3, 3), 42.0), NormalizationConfig())

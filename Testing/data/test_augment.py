@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from sasan.config import AugmentConfig, IntensityAugmentConfig
 from sasan.data.augment import augment_intensity, augment_slice, sample_affine, warp_slice
-from sasan.training.config import AugmentConfig, IntensityAugmentConfig
 
 STILL = AugmentConfig(rotation_degrees=0.0, scale_range=[1.0, 1.0], flip_horizontal=False, flip_vertical=False)
 

@@ -7,12 +7,21 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from sasan.data.crop import CropError, CropRegion, crop_from_dict, crop_region, crop_to_dict, crop_volume, paste
+from sasan.config import (
+    ConfigError,
+    CropConfig,
+    CropError,
+    LabelSpec,
+    NormalizationConfig,
+    config_from_dict,
+    crop_from_dict,
+    crop_to_dict,
+)
+from sasan.data.crop import CropRegion, crop_region, crop_volume, paste
 from sasan.data.domains import prepare_volume
 from sasan.data.io import write_volume
 from sasan.data.layouts import Subject
 from sasan.data.volume import Volume
-from sasan.training.config import ConfigError, CropConfig, LabelSpec, NormalizationConfig, config_from_dict
 
 OBLIQUE = (np.array([[0.96, -0.28, 0.0], [0.28, 0.96, 0.0], [0.0, 0.0, 1.0]])
            @ np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]]))

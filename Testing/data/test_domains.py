@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sasan.config import DataConfig, DomainConfig, LabelSpec, NormalizationConfig
 from sasan.data.domains import build_slice_dataset, load_domain, prepare_volume
 from sasan.data.io import GeometryMismatchError, write_volume
 from sasan.data.layouts import Subject
 from sasan.data.volume import Volume
-from sasan.training.config import DataConfig, DomainConfig, LabelSpec, NormalizationConfig
 
 LABELS = [LabelSpec("myo", 205), LabelSpec("lv", 500)]
 GEOMETRY = dict(spacing=(0.8, 0.8, 2.0), origin=(5.0, -3.0, 10.0))

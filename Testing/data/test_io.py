@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from sasan.config import LabelSpec
 from sasan.data import io
 from sasan.data.io import GeometryMismatchError, VolumeReadError, check_finite, read_labels, read_volume, write_volume
 from sasan.data.volume import Volume
-from sasan.training.config import LabelSpec
 
 
 def oblique_volume(dtype=np.float32) -> Volume:

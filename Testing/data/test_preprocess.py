@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from sasan.config import NormalizationConfig
 from sasan.data.preprocess import (
     IntensityMap,
     NormalizationError,
@@ -12,7 +13,6 @@ from sasan.data.preprocess import (
     fit_intensity_map,
     normalize,
 )
-from sasan.training.config import NormalizationConfig
 
 PERCENTILE = NormalizationConfig(method="percentile", percentiles=[2.0, 98.0])
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from sasan.config import AugmentConfig
 from sasan.data.slices import IGNORE_LABEL, SliceDataset, context_stack
-from sasan.training.config import AugmentConfig
 
 
 def numbered_stack(count: int = 4, height: int = 2, width: int = 3) -> np.ndarray:

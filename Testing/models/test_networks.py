@@ -2,9 +2,16 @@
 import pytest
 import torch
 
-from sasan.models import (AttentionModule, Generator, PatchDiscriminator, UNet, build_attention,
-                          build_generator, build_segmenter)
-from sasan.training.config import ModelConfig
+from sasan.config import ModelConfig
+from sasan.models import (
+    AttentionModule,
+    Generator,
+    PatchDiscriminator,
+    UNet,
+    build_attention,
+    build_generator,
+    build_segmenter,
+)
 
 
 def count(module: torch.nn.Module) -> int:

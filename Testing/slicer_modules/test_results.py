@@ -4,15 +4,15 @@ import pytest
 
 pytest.importorskip("slicer", reason="the MRML glue needs the slicer-core wheel")
 
-from slicer_glue_helpers import node_ids, rotation  # noqa: E402
-from sasan.data.volume import Volume  # noqa: E402
-from sasan.training.config import LabelSpec  # noqa: E402
 from SASANSlicerLib import attention as attention_module  # noqa: E402
 from SASANSlicerLib.attention_display import find_attention_nodes  # noqa: E402
 from SASANSlicerLib.hierarchy import item_of, subject_hierarchy  # noqa: E402
 from SASANSlicerLib.nodes import node_from_volume, volume_from_node  # noqa: E402
 from SASANSlicerLib.results import TranslationOutput, add_results_to_scene  # noqa: E402
+from slicer_glue_helpers import node_ids, rotation  # noqa: E402
 
+from sasan.config import LabelSpec  # noqa: E402
+from sasan.data.volume import Volume  # noqa: E402
 
 LABELS = [LabelSpec("LV blood", 500, [0.85, 0.15, 0.2]), LabelSpec("aorta", 820, [0.95, 0.85, 0.25])]
 GEOMETRY = dict(spacing=(0.9, 0.9, 2.5), origin=(3.0, 4.0, 5.0), direction=rotation((0, 0, 30)))

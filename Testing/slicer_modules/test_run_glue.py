@@ -9,11 +9,11 @@ import pytest
 
 pytest.importorskip("slicer", reason="the MRML glue needs the slicer-core wheel")
 
-from sasan.data.volume import Volume  # noqa: E402
-from sasan.training.config import LabelSpec  # noqa: E402
 from SASANSlicerLib.engine import as_label_values, as_uint8_map, translate  # noqa: E402
 from SASANSlicerLib.progress import CancelToken, RunCancelled, progress_callback, progress_text  # noqa: E402
 
+from sasan.config import LabelSpec  # noqa: E402
+from sasan.data.volume import Volume  # noqa: E402
 
 CPU_FALLBACK = "cuda:0 ran out of memory even at one slice per batch; finished on the CPU"
 LABELS = [LabelSpec("myocardium", 205, [1.0, 0.5, 0.0]), LabelSpec("LV blood", 500, [1.0, 0.0, 0.0])]

@@ -4,12 +4,12 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="the MRML glue needs the slicer-core wheel")
 
-from slicer_glue_helpers import node_ids, rotation  # noqa: E402
-from sasan.data.volume import Volume  # noqa: E402
-from sasan.training.config import LabelSpec  # noqa: E402
 from SASANSlicerLib.nodes import node_from_volume  # noqa: E402
 from SASANSlicerLib.segmentation import class_indices_to_values, segmentation_node_from_labels  # noqa: E402
+from slicer_glue_helpers import node_ids, rotation  # noqa: E402
 
+from sasan.config import LabelSpec  # noqa: E402
+from sasan.data.volume import Volume  # noqa: E402
 
 LABELS = [
     LabelSpec("LV myocardium", 205, [0.85, 0.55, 0.20]),

@@ -16,17 +16,17 @@ bundle = pytest.importorskip("sasan.bundle")
 inference = pytest.importorskip("sasan.inference")
 
 import vtk  # noqa: E402
-from slicer_glue_helpers import hierarchy_items, node_ids, rotation, show_as_sequence_frame, write_tiny_model  # noqa: E402
-
-import sasan.inference.runtime  # noqa: E402
-import sasan.inference.volume  # noqa: E402
-from sasan.data.volume import Volume  # noqa: E402
-from sasan.inference.engine import Engine  # noqa: E402
 from SASANSlicerLib import CancelToken, RunCancelled, TranslationLogic, TranslationNodes  # noqa: E402
 from SASANSlicerLib.attention import ATTENTION_COLOR_NODE_IDS, first_color_node_id  # noqa: E402
 from SASANSlicerLib.attention_display import attention_choices, find_attention_nodes  # noqa: E402
 from SASANSlicerLib.hierarchy import item_of, subject_hierarchy  # noqa: E402
 from SASANSlicerLib.nodes import UnsupportedVolumeError, node_from_volume, volume_from_node  # noqa: E402
+from slicer_glue_helpers import hierarchy_items, node_ids, rotation, show_as_sequence_frame, write_tiny_model  # noqa: E402
+
+import sasan.inference.volume  # noqa: E402
+import sasan.runtime  # noqa: E402
+from sasan.data.volume import Volume  # noqa: E402
+from sasan.inference.engine import Engine  # noqa: E402
 
 SHAPE = (5, 12, 9)  # (z, y, x): non-square in-plane
 
@@ -39,7 +39,7 @@ def model_file(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _one_engine_thread(monkeypatch):
     """The engine picks its threads from the machine's load; pin them so that two runs compute identically."""
-    monkeypatch.setattr(sasan.inference.runtime, "free_cpu_cores", lambda: 1)
+    monkeypatch.setattr(sasan.runtime, "free_cpu_cores", lambda: 1)
 
 
 def oblique_ct() -> Volume:

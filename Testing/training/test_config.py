@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sasan.training.config import ConfigError, config_from_dict, load_config, resolved_yaml
+from sasan.config import ConfigError, config_from_dict, load_config, resolved_yaml
 
 from .tiny import TINY_RUN
 

@@ -2,8 +2,8 @@
 narrow networks)."""
 import copy
 
+from sasan.config import config_from_dict
 from sasan.data.phantom import LABELS
-from sasan.training.config import config_from_dict
 
 TINY_RUN = {
     "name": "test_tiny",

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from sasan.training.config import AugmentConfig, IntensityAugmentConfig
+from sasan.config import AugmentConfig, IntensityAugmentConfig
 
 # The normalised background value: what appears where the warped slice uncovers the border.
 IMAGE_FILL = -1.0

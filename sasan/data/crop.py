@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from sasan.config import CropConfig, CropError
 from sasan.data.volume import Volume
-from sasan.training.config import CropConfig, _build, crop_config_problem
 
 log = logging.getLogger(__name__)
-
-
-class CropError(ValueError):
-    """A crop setting cannot be read or applied."""
 
 
 @dataclass(frozen=True)
@@ -100,20 +96,3 @@ def paste(region: CropRegion, values: np.ndarray, fill: float) -> np.ndarray:
     whole = np.full(region.shape, fill, dtype=values.dtype)
     whole[region.slices] = values
     return whole
-
-
-def crop_to_dict(crop: CropConfig) -> dict:
-    """JSON-safe description for the model card."""
-    return asdict(crop)
-
-
-def crop_from_dict(mapping: object) -> CropConfig:
-    """A model card's crop description back as a ``CropConfig``; ``CropError`` names what is wrong."""
-    try:
-        crop = _build(CropConfig, mapping, "crop")
-    except ValueError as error:
-        raise CropError(str(error)) from None
-    problem = crop_config_problem(crop)
-    if problem:
-        raise CropError(f"crop.{problem}")
-    return crop

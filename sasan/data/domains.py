@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 
+from sasan.config import CropConfig, DataConfig, DomainConfig, LabelSpec, NormalizationConfig
 from sasan.data.crop import crop_region, crop_volume
 from sasan.data.geometry import slicing_axis, to_slice_stack
 from sasan.data.io import check_finite, read_labels, read_volume
@@ -18,7 +19,6 @@ from sasan.data.layouts import Subject, find_subjects, split_subjects
 from sasan.data.preprocess import IntensityMap, fit_intensity_map, normalize
 from sasan.data.slices import SliceDataset
 from sasan.data.volume import Volume
-from sasan.training.config import CropConfig, DataConfig, DomainConfig, LabelSpec, NormalizationConfig
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import nibabel
 import numpy as np
 import SimpleITK as sitk
 
+from sasan.config import LabelSpec
 from sasan.data.volume import Volume
-from sasan.training.config import LabelSpec
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from sasan.config import LabelSpec
 from sasan.data.io import volume_suffix
-from sasan.training.config import LabelSpec
 
 log = logging.getLogger(__name__)
 

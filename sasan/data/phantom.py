@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from sasan.config import LabelSpec
 from sasan.data.phantom_anatomy import (
     AORTA_LABEL,
     LA_LABEL,
@@ -36,7 +37,6 @@ from sasan.data.phantom_anatomy import (
     sample_anatomy,
 )
 from sasan.data.volume import Volume
-from sasan.training.config import LabelSpec
 
 logger = logging.getLogger(__name__)
 Box = tuple[slice, slice, slice]

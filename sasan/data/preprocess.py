@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from sasan.training.config import NormalizationConfig
+from sasan.config import NormalizationConfig
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from sasan.config import AugmentConfig
 from sasan.data.augment import augment_slice
 from sasan.data.geometry import fit_to_square
-from sasan.training.config import AugmentConfig
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from sasan.bundle import SASANModel
+from sasan.runtime import cpu_has_native_bf16
 
 from .fast_modules import optimize_for_inference
-from .runtime import cpu_has_native_bf16
 
 
 @dataclass

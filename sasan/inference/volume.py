@@ -32,17 +32,23 @@ import torch
 
 from sasan import bundle
 from sasan.bundle import SASANModel
-from sasan.data.crop import CropError, crop_from_dict, crop_region, crop_volume, paste
-from sasan.data.geometry import (fit_to_square_tensor, restore_from_square_tensor, slicing_axis,
-                                 to_slice_stack)
+from sasan.config import CropConfig, CropError, NormalizationConfig, crop_from_dict
+from sasan.data.crop import crop_region, crop_volume, paste
+from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
 from sasan.data.preprocess import IntensityMap, NormalizationError, denormalize, fit_intensity_map, normalize
 from sasan.data.volume import Volume
-from sasan.training.config import CropConfig, NormalizationConfig
+from sasan.runtime import (
+    DeviceError,
+    default_batch_size,
+    precision_name,
+    resolve_device,
+    resolve_precision,
+    torch_threads,
+)
 
 from .engine import Engine, build_engine
 from .errors import InferenceError, TranslationCancelled
 from .postprocess import apply_postprocessing
-from .runtime import default_batch_size, precision_name, resolve_device, resolve_precision, torch_threads
 from .window import SliceWindow
 
 log = logging.getLogger(__name__)
@@ -103,8 +109,13 @@ def translate_volume(
     card = model.card
     source = _check_request(model, source, target, segment, attention)
     axis = _check_volume(volume, card.slicing_axis)
-    torch_device = resolve_device(device)
-    dtype = resolve_precision(precision, torch_device)
+    if threads is not None and threads < 1:
+        raise InferenceError(f"threads must be a positive integer; got {threads}")
+    try:
+        torch_device = resolve_device(device)
+        dtype = resolve_precision(precision, torch_device)
+    except DeviceError as error:  # said in this function's terms: its device / precision arguments
+        raise InferenceError(str(error)) from None
     if batch_size is not None and batch_size < 1:
         raise InferenceError(f"batch_size must be a positive integer; got {batch_size}")
     region = crop_region(volume, _card_crop(card, source), axis)

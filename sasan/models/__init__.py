@@ -1,7 +1,7 @@
 """The networks of SASAN, and builders that size them from a run configuration."""
 from __future__ import annotations
 
-from ..training.config import ModelConfig
+from ..config import ModelConfig
 from .attention import AttentionModule
 from .discriminators import PatchDiscriminator
 from .generator import Generator

@@ -11,8 +11,8 @@ import yaml
 
 from .. import __version__
 from ..bundle import ModelCard, save
+from ..config import RunConfig, config_from_dict
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from .config import RunConfig, config_from_dict
 from .networks import ExponentialAverage, SASANNetworks
 from .run_data import read_intensity
 from .trainer import CONFIG_FILE

@@ -10,9 +10,14 @@ import copy
 import torch
 from torch import nn
 
-from ..models import (build_attention, build_generator, build_image_discriminator,
-                      build_segmentation_discriminator, build_segmenter)
-from .config import RunConfig
+from ..config import RunConfig
+from ..models import (
+    build_attention,
+    build_generator,
+    build_image_discriminator,
+    build_segmentation_discriminator,
+    build_segmenter,
+)
 from .schedule import constant_then_linear_decay
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from .config import RunConfig
+from ..config import RunConfig
 from .networks import SASANNetworks
 
 PSEUDO_LABEL_CONFIDENCE = 0.7

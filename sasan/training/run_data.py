@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 
-from ..data.crop import crop_to_dict
+from ..config import RunConfig, crop_to_dict
 from ..data.domains import PreparedVolume, build_slice_dataset, load_domain
 from ..data.preprocess import average_intensity_map
 from ..data.slices import SliceDataset
-from .config import RunConfig
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 from typing import Optional, Union
 
-from .config import RunConfig
+from ..config import RunConfig
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)

@@ -15,14 +15,27 @@ from typing import Optional
 import torch
 
 from .. import losses
+from ..config import RunConfig, resolved_yaml
 from ..data.augment import augment_intensity
-from .checkpoint import (CHECKPOINT_DIR, capture_rng, discard_partial_checkpoints, latest_checkpoint,
-                         load_checkpoint, restore_rng, save_checkpoint)
-from .config import RunConfig, resolved_yaml
+from ..runtime import training_device
+from .checkpoint import (
+    CHECKPOINT_DIR,
+    capture_rng,
+    discard_partial_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from .distributed import DistributedContext
 from .feedback import TENSORBOARD_DIR, Feedback
 from .networks import ExponentialAverage, SASANNetworks, make_optimisers, make_schedulers
-from .objectives import PSEUDO_LABEL_CONFIDENCE, attention_pretraining_objective, discriminator_objective, translator_objective
+from .objectives import (
+    PSEUDO_LABEL_CONFIDENCE,
+    attention_pretraining_objective,
+    discriminator_objective,
+    translator_objective,
+)
 from .run_data import INTENSITY_FILE, RunData, draw_batch, prepare_run_data, step_generator, write_intensity
 from .validation import validate
 
@@ -33,14 +46,6 @@ RUN_FILES = {CONFIG_FILE, INTENSITY_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR}
 INTENSITY_SALT = 200   # keeps the segmenter's intensity draws apart from its batch draws (salt 100 + domain)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"training.device is {name!r} but no CUDA GPU is available")
-    return torch.device(name)
-
-
 class Trainer:
     """Train a SASAN run described by ``config`` into ``run_dir`` (checkpoints, logs, resolved config)."""
 
@@ -49,7 +54,7 @@ class Trainer:
                  translator: Optional[dict[str, torch.nn.Module]] = None) -> None:
         self.config, self.run_dir = config, Path(run_dir)
         t = config.training
-        self.dist = dist or DistributedContext.single(pick_device(t.device))
+        self.dist = dist or DistributedContext.single(training_device(t.device))
         self.device = self.dist.device
         if t.threads:
             torch.set_num_threads(t.threads)

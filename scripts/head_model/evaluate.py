@@ -40,6 +40,7 @@ import head_labels  # noqa: E402
 from fetch_and_prepare import CT_BRAIN_FIRST_SLICE, HELD_OUT_FIRST_SLICE, TRAIN_LAST_SLICE  # noqa: E402
 
 from sasan import bundle  # noqa: E402
+from sasan.config import NormalizationConfig  # noqa: E402
 from sasan.data.geometry import fit_to_square, restore_from_square  # noqa: E402
 from sasan.data.io import read_volume  # noqa: E402
 from sasan.data.preprocess import fit_intensity_map, normalize  # noqa: E402
@@ -48,7 +49,6 @@ from sasan.data.volume import Volume  # noqa: E402
 from sasan.inference import translate_volume  # noqa: E402
 from sasan.inference.postprocess import apply_postprocessing  # noqa: E402
 from sasan.metrics import assd, dice  # noqa: E402
-from sasan.training.config import NormalizationConfig  # noqa: E402
 
 log = logging.getLogger("head_model.evaluate")
 

@@ -1,5 +1,7 @@
 """Where and how fast to run: the device, the number precision, CPU threads and the batch size.
 
+One place for these choices, shared by training, inference and the baselines.
+
 Choices measured on a 2-core AMD EPYC (Zen 4, AVX512-bf16, no AMX) at 256², paper widths:
 bf16 convolutions run at about 200 GFLOP/s against about 80 for fp32, so bf16 is the CPU default
 where the CPU has native bf16 dot products (``avx512_bf16`` or ``amx_bf16``); elsewhere emulated bf16
@@ -16,11 +18,15 @@ from typing import Iterator, Optional
 
 import torch
 
-from .errors import InferenceError
-
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class DeviceError(ValueError):
+    """A device, precision, thread count or batch size that cannot be used here, said plainly."""
+
+
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Upper bound on live activation channels per slice at full resolution in any of the networks
 # (U-Net skips + concatenation, SPADE hidden + gamma + beta), with room to spare.
@@ -37,17 +43,25 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise InferenceError(f"unknown device {name!r}; use 'auto', 'cpu' or 'cuda'") from None
+        raise DeviceError(f"unknown device {name!r}; use 'auto', 'cpu' or 'cuda'") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise InferenceError("no GPU available: PyTorch sees no CUDA device; use device='cpu' or 'auto'")
+            raise DeviceError("no GPU available: PyTorch sees no CUDA device; use device='cpu' or 'auto'")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InferenceError(f"no GPU {device.index}: PyTorch sees {torch.cuda.device_count()} CUDA device(s)")
+            raise DeviceError(f"no GPU {device.index}: PyTorch sees {torch.cuda.device_count()} CUDA device(s)")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise InferenceError("no Apple GPU available (MPS); use device='cpu'")
+        raise DeviceError("no Apple GPU available (MPS); use device='cpu'")
     elif device.type not in ("cpu", "cuda", "mps"):
-        raise InferenceError(f"unsupported device {name!r}; use 'auto', 'cpu' or 'cuda'")
+        raise DeviceError(f"unsupported device {name!r}; use 'auto', 'cpu' or 'cuda'")
     return device
+
+
+def training_device(name: str) -> torch.device:
+    """``resolve_device`` for the configuration's ``training.device``, its errors naming that key."""
+    try:
+        return resolve_device(name)
+    except DeviceError as error:
+        raise DeviceError(f"training.device: {error}") from None
 
 
 def cpu_has_native_bf16() -> bool:
@@ -66,7 +80,7 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """The compute dtype for ``precision`` on ``device``; "auto" picks the fastest accurate one."""
     if precision not in PRECISIONS:
-        raise InferenceError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+        raise DeviceError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -74,7 +88,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
             return torch.bfloat16
         return torch.float32
     if precision == "fp16" and device.type == "cpu":
-        raise InferenceError("fp16 is for GPUs; on the CPU use precision 'bf16' or 'fp32'")
+        raise DeviceError("fp16 is for GPUs; on the CPU use precision 'bf16' or 'fp32'")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         log.warning("this CPU has no native bf16 instructions: bf16 is emulated and likely slower than fp32")
     return _DTYPES[precision]
@@ -101,7 +115,7 @@ def free_cpu_cores() -> int:
 def torch_threads(threads: Optional[int]) -> Iterator[int]:
     """Run the block with ``threads`` intra-op threads (default: the free cores); restore afterwards."""
     if threads is not None and threads < 1:
-        raise InferenceError(f"threads must be a positive integer; got {threads}")
+        raise DeviceError(f"threads must be a positive integer; got {threads}")
     wanted = threads or free_cpu_cores()
     previous = torch.get_num_threads()
     torch.set_num_threads(wanted)

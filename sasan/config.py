@@ -1,5 +1,8 @@
 """The run configuration: typed dataclasses, loaded from YAML and validated key by key.
 
+This is the engine's vocabulary (every package reads it), so it sits at the ground floor and imports
+nothing of the engine; PyYAML is imported only where a file is read or written.
+
 Every error names the offending key with its full dotted path and what was expected, so a typo in
 a 100-line file is found at once.  ``resolved_yaml`` writes the complete configuration (defaults
 included) that a run saves next to its checkpoints.
@@ -12,8 +15,6 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
-
-import yaml
 
 Modality = str  # "CT", "MR", "T1", "T2", ... free text, compared case-insensitively
 
@@ -247,7 +248,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         (inner,) = typing.get_args(tp)
         return [_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
+        return section_from_dict(tp, value, key)
     if tp is type(None):
         if value is not None:
             raise ConfigError(f"{key}: expected null, got {value!r}")
@@ -271,7 +272,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - schema bug
 
 
-def _build(cls: type, mapping: Any, prefix: str) -> Any:
+def section_from_dict(cls: type, mapping: Any, prefix: str) -> Any:
+    """Build the dataclass ``cls`` (any section of the schema) from ``mapping``; errors name ``prefix.key``."""
     where = prefix or "the configuration"
     if not isinstance(mapping, dict):
         raise ConfigError(f"{where}: expected a mapping, got {mapping!r}")
@@ -290,6 +292,27 @@ def _build(cls: type, mapping: Any, prefix: str) -> Any:
         for name, value in mapping.items()
     }
     return cls(**kwargs)
+
+
+class CropError(ConfigError):
+    """A crop setting (a configuration's or a model card's) cannot be read."""
+
+
+def crop_to_dict(crop: CropConfig) -> dict:
+    """JSON-safe description for the model card."""
+    return dataclasses.asdict(crop)
+
+
+def crop_from_dict(mapping: object) -> CropConfig:
+    """A model card's crop description back as a ``CropConfig``; ``CropError`` names what is wrong."""
+    try:
+        crop = section_from_dict(CropConfig, mapping, "crop")
+    except ConfigError as error:
+        raise CropError(str(error)) from None
+    problem = crop_config_problem(crop)
+    if problem:
+        raise CropError(f"crop.{problem}")
+    return crop
 
 
 def crop_config_problem(crop: CropConfig) -> Optional[str]:
@@ -383,7 +406,7 @@ def validate(config: RunConfig) -> RunConfig:
 
 def config_from_dict(mapping: dict, base_dir: Optional[Path] = None) -> RunConfig:
     """Build and validate a configuration; relative data roots resolve against ``base_dir``."""
-    config = validate(_build(RunConfig, mapping, ""))
+    config = validate(section_from_dict(RunConfig, mapping, ""))
     if base_dir is not None:
         for key, domain in (("data.source", config.data.source), ("data.target", config.data.target)):
             if domain.root:
@@ -398,6 +421,8 @@ def config_from_dict(mapping: dict, base_dir: Optional[Path] = None) -> RunConfi
 
 def load_config(path: Union[str, Path]) -> RunConfig:
     """Read a YAML configuration file and validate it (``ConfigError`` names the bad key)."""
+    import yaml
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"configuration file {str(path)!r} does not exist")
@@ -408,7 +433,7 @@ def load_config(path: Union[str, Path]) -> RunConfig:
     return config_from_dict(mapping, base_dir=Path.cwd())
 
 
-def _yaml_problem(error: yaml.YAMLError) -> str:
+def _yaml_problem(error: Exception) -> str:
     """The parser's complaint in one line, with the 1-based line and column where it noticed it."""
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
@@ -421,4 +446,6 @@ def config_to_dict(config: RunConfig) -> dict:
 
 def resolved_yaml(config: RunConfig) -> str:
     """The full configuration, defaults included, as YAML (saved beside every run's checkpoints)."""
+    import yaml
+
     return yaml.safe_dump(config_to_dict(config), sort_keys=False)

@@ -40,8 +40,8 @@ def write_safetensors(path, metadata=None, tensors=None):
 
 
 def test_card_key_matches_the_engine():
-    bundle = pytest.importorskip("sasan.bundle")
-    assert CARD_KEY == bundle.CARD_KEY
+    card = pytest.importorskip("sasan.card")
+    assert CARD_KEY == card.CARD_KEY
 
 
 def test_metadata_and_card_are_read_from_the_header(tmp_path):

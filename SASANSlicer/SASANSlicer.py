@@ -124,7 +124,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._cancelToken: Optional[CancelToken] = None
         self._shownCardPath = None
-        self._card: Optional[dict] = None
+        self._card = None  # the selected model file's sasan.card.ModelCard, when it has a usable one
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -251,7 +251,10 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         elif self._card is None:
             problem = "The model file is not usable: the model card says why."
         else:
-            problem = models.request_problem(self._card, parameters.target, parameters.segment, parameters.attention)
+            from sasan.card import request_problem  # importable: the card was read
+
+            problem = request_problem(self._card, parameters.target, segment=parameters.segment,
+                                      attention=parameters.attention)
         self.ui.applyButton.enabled = problem is None
         self.ui.applyButton.toolTip = problem or f"Translate the input to {parameters.target}."
 
@@ -319,9 +322,11 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         text = model_trust.confirmation_text(self._card, modelPath)
         if not slicer.util.confirmYesNoDisplay(text, windowTitle="SASAN: a model from outside SASAN"):
             return False
+        from sasan.card import ModelFileError  # importable: the card was read
+
         try:
             consent.accept(modelPath, self._card)
-        except models.ModelFileError as error:
+        except ModelFileError as error:
             slicer.util.errorDisplay(f"This model cannot be used: {error}")
             return False
         return True
@@ -395,20 +400,28 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
         )
 
     @staticmethod
-    def readModelCard(modelPath: str) -> Optional[dict]:
-        """The model file's card, or None when there is no readable one."""
+    def readModelCard(modelPath: str):
+        """The model file's validated card (``sasan.card.ModelCard``), or None when it has no usable one."""
+        if not modelPath:
+            return None
+        SASANSlicerLogic.ensureEngine()
+        from sasan.card import ModelFileError, read_card
+
         try:
-            return models.read_model_card(Path(modelPath)) if modelPath else None
-        except models.ModelFileError:
+            return read_card(modelPath)
+        except ModelFileError:
             return None
 
     @staticmethod
     def modelCardHtml(modelPath: str) -> str:
         if not modelPath:
             return "<p>No model selected.</p>"
+        SASANSlicerLogic.ensureEngine()
+        from sasan.card import ModelFileError, read_card
+
         try:
-            return models.model_card_html(models.read_model_card(Path(modelPath)), Path(modelPath).name)
-        except models.ModelFileError as error:
+            return models.model_card_html(read_card(modelPath), Path(modelPath).name)
+        except ModelFileError as error:
             return f"<p><b>Not usable:</b> {error}</p>"
 
     @staticmethod
@@ -479,10 +492,12 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
         logic = SASANSlicerLogic()
         self.assertTrue(logic.ensureDependencies())
         modelPath = self._shippedModel()
-        card = models.read_model_card(modelPath)
+        card = logic.readModelCard(str(modelPath))
         inputVolume = logic.loadPhantomSample("CT")
-        segment = "MR" in card.get("segmenters", [])
-        self.assertIsNone(models.request_problem(card, "MR", segment, attention=True))
+        segment = "MR" in card.segmenters
+        from sasan.card import request_problem
+
+        self.assertIsNone(request_problem(card, "MR", segment=segment, attention=True))
         fractions = []
         result = logic.process(inputVolume, str(modelPath), "MR", "auto", segment=segment, attention=True,
                                progress=lambda fraction, message: fractions.append(fraction))
@@ -494,8 +509,8 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
         if segment:
             segmentation = result.segmentationNode.GetSegmentation()
             names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
-            self.assertEqual(names, [label["name"] for label in card["labels"]])
-        self.assertEqual(len(result.attentionNodes), card["architecture"].get("num_maps", 8))
+            self.assertEqual(names, [label["name"] for label in card.labels])
+        self.assertEqual(len(result.attentionNodes), card.model_config.num_maps)
         self.assertTrue(fractions and max(fractions) <= 1.0)
         self.delayDisplay("Test passed")
 

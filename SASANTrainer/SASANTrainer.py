@@ -327,8 +327,8 @@ class SASANTrainerTest(ScriptedLoadableModuleTest):
             command = training_command(presets[0], Path(folder) / "run", steps=4, device="cpu")
             status, output = self._run(command.arguments, command.working_directory, 1800)
             self.assertEqual(status, 0, output)
-            from SASANSlicerLib.models import read_model_card
+            from SASANSlicer import SASANSlicerLogic
 
-            card = read_model_card(command.model_file)
-            self.assertEqual(len(card["labels"]), 4, card)
+            card = SASANSlicerLogic.readModelCard(str(command.model_file))
+            self.assertEqual(len(card.labels), 4, card)
         self.delayDisplay("Test passed")

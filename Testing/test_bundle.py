@@ -1,4 +1,4 @@
-"""The model file: round trip, validation of card and tensors, and no unpickling ever."""
+"""The model file's tensors: round trip, validation against the card, and no unpickling ever."""
 import dataclasses
 import json
 import pickle
@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sasan import bundle
-from sasan.bundle import ModelCard, ModelFileError
+from sasan.card import CARD_KEY, ModelCard, ModelFileError, read_card
 
 TINY = {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8], "decoder_widths": [8, 4, 4],
         "head_width": 4, "spade_hidden": 4, "segmenter_width": 4, "segmenter_depth": 2}
@@ -43,7 +43,7 @@ def test_round_trip_gives_identical_outputs(tmp_path):
         maps2, _ = model.attention("CT")(x)
         assert torch.equal(model.generator("CT", "MR")(x, maps2), expected)
     assert model.segmenter("MR") is not None and model.segmenter("CT") is None
-    assert bundle.read_card(path).labels == card.labels
+    assert read_card(path).labels == card.labels
 
 
 def test_half_precision_file_loads_as_float(tmp_path):
@@ -61,7 +61,7 @@ def test_refuses_overwrite(model_file):
 
 
 def _rewrite(path, tensors, card_json):
-    save_file(tensors, path, metadata={bundle.CARD_KEY: card_json})
+    save_file(tensors, path, metadata={CARD_KEY: card_json})
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -77,7 +77,7 @@ def _rewrite(path, tensors, card_json):
 def test_damaged_files_are_refused_with_a_clear_message(model_file, damage, message):
     path, _ = model_file
     tensors = load_file(path)
-    tensors, card_json = damage(tensors, bundle.read_card(path).to_json())
+    tensors, card_json = damage(tensors, read_card(path).to_json())
     _rewrite(path, tensors, card_json)
     with pytest.raises(ModelFileError, match=message):
         bundle.load(path)
@@ -112,7 +112,7 @@ def test_postprocessing_round_trips_and_defaults_to_none(tmp_path):
 def test_a_card_written_before_postprocessing_existed_still_loads(model_file):
     path, _ = model_file
     tensors = load_file(path)
-    old = {k: v for k, v in json.loads(bundle.read_card(path).to_json()).items() if k != "postprocessing"}
+    old = {k: v for k, v in json.loads(read_card(path).to_json()).items() if k != "postprocessing"}
     _rewrite(path, tensors, json.dumps(old))
     assert bundle.load(path).card.postprocessing == {}
 
@@ -127,10 +127,10 @@ def test_malformed_postprocessing_is_refused(model_file, postprocessing, message
     path, _ = model_file
     with pytest.raises(ModelFileError, match=message):
         tiny_card(postprocessing=postprocessing).validate()
-    card_json = json.dumps({**json.loads(bundle.read_card(path).to_json()), "postprocessing": postprocessing})
+    card_json = json.dumps({**json.loads(read_card(path).to_json()), "postprocessing": postprocessing})
     _rewrite(path, load_file(path), card_json)
     with pytest.raises(ModelFileError, match=message):
-        bundle.read_card(path)
+        read_card(path)
 
 
 def test_saved_files_are_readable_by_everyone(tmp_path):

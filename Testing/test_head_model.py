@@ -17,6 +17,7 @@ import pytest
 from safetensors import safe_open
 
 from sasan import bundle
+from sasan.card import read_card
 from sasan.data.io import read_volume
 from sasan.data.volume import Volume
 from sasan.inference import translate_volume
@@ -65,13 +66,13 @@ def test_shipped_model_file_is_small_half_precision_and_loads():
 
 
 def test_card_states_directions_labels_use_and_licences():
-    card = bundle.read_card(MODEL)
+    card = read_card(MODEL)
     card.validate()
     assert card.intended_use == "research; not for diagnosis"
     assert sorted(map(tuple, card.directions)) == [("CT", "MR"), ("MR", "CT")]
     assert card.segmenters == ["MR"]
     assert [(label["name"], label["value"]) for label in card.labels] == [("head", 1), ("brain", 2)]
-    assert card.normalization["CT"]["config"]["method"] == "window"
+    assert card.normalization_config("CT").method == "window"
     provenance = json.dumps(card.provenance)
     for licence in ("GPL-2", "BSD-3", "Apache-2.0", "MNI"):
         assert licence in provenance

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from sasan import bundle
-from sasan.bundle import ModelCard, SASANModel
-from sasan.config import NormalizationConfig, crop_from_dict
+from sasan.bundle import SASANModel
+from sasan.card import ModelCard
+from sasan.config import crop_from_dict
 from sasan.data.crop import crop_region, crop_volume
 from sasan.data.geometry import (
     fit_to_square,
@@ -74,8 +75,8 @@ def reference_translation(volume: Volume, model: SASANModel, source: str, target
     axis = slicing_axis(volume, card.slicing_axis)
     stack = to_slice_stack(volume.array, axis)
     count, height, width = stack.shape
-    source_map = fit_intensity_map(volume.array, NormalizationConfig(**card.normalization[source]["config"]))
-    target_map = IntensityMap.from_dict(card.normalization[target]["reference"])
+    source_map = fit_intensity_map(volume.array, card.normalization_config(source))
+    target_map = IntensityMap.from_dict(card.reference(target))
     normalized = normalize(stack, source_map)
     squares, images, maps_out = [], [], []
     with torch.no_grad():
@@ -371,9 +372,9 @@ def test_out_of_memory_at_batch_one_finishes_on_the_cpu(tiny_model, phantom, mon
 
 
 @pytest.mark.parametrize("request_, message", [
-    (dict(target="PET"), "cannot translate to 'PET'"),
+    (dict(target="PET"), r"model 'tiny' does not translate to PET \(it offers CT -> MR, MR -> CT\)"),
     (dict(target="MR", source="MR"), "does not translate MR to MR"),
-    (dict(target="CT"), "no segmenter for CT"),
+    (dict(target="CT"), r"has no segmenter for CT \(it has one for MR\): leave the segmentation out"),
     (dict(target="MR", precision="fp8"), "unknown precision"),
     (dict(target="MR", precision="fp16", device="cpu"), "fp16 is for GPUs"),
     (dict(target="MR", batch_size=0), "batch_size"),
@@ -387,7 +388,7 @@ def test_impossible_requests_are_refused_clearly(tiny_model, phantom, request_, 
 
 def test_one_way_model_refuses_the_other_direction(tiny_model, phantom):
     one_way = SASANModel(tiny_card(directions=[["MR", "CT"]]), tiny_model.networks)
-    with pytest.raises(InferenceError, match="does not translate CT to MR: it offers MR -> CT"):
+    with pytest.raises(InferenceError, match=r"does not translate to MR \(it offers MR -> CT\)"):
         translate_volume(phantom[0], one_way, "MR")
 
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from sasan import bundle, cli
-from sasan.config import LabelSpec, config_from_dict, crop_from_dict
+from sasan.card import read_card
+from sasan.config import LabelSpec, config_from_dict
 from sasan.data.crop import crop_region
 from sasan.data.geometry import slicing_axis
 from sasan.data.io import read_labels, read_volume
@@ -160,13 +161,13 @@ def test_evaluate_writes_tables_volumes_and_figures_that_agree(tiny, tmp_path):
     translated = read_volume(output / "volumes" / "protocol_tiny" / f"{subject}_translated.nii.gz")
     assert segmentation.same_geometry(ct) and translated.same_geometry(ct)
     # the model's crop was applied: nothing is labelled outside the body's box, yet the box is not everything
-    card = bundle.read_card(model_file)
-    region = crop_region(ct, crop_from_dict(card.normalization["CT"]["crop"]), slicing_axis(ct, card.slicing_axis))
+    card = read_card(model_file)
+    region = crop_region(ct, card.crop("CT"), slicing_axis(ct, card.slicing_axis))
     outside = np.ones(ct.shape, bool)
     outside[region.slices] = False
-    assert card.normalization["CT"]["crop"]["method"] == "foreground" and outside.any()
+    assert card.crop("CT").method == "foreground" and outside.any()
     assert not segmentation.array[outside].any()
-    assert np.all(translated.array[outside] == card.normalization["MR"]["reference"]["low"])
+    assert np.all(translated.array[outside] == card.reference("MR")["low"])
     # the table's numbers are those of the written segmentation against the phantom's own labels
     truth = read_labels(phantom / "CT" / "labels" / f"{subject}.nii.gz", LABELS)
     scores = segmentation_scores(segmentation.array, truth.array, STRUCTURES, ct.spacing)

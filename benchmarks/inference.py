@@ -38,7 +38,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sasan import bundle  # noqa: E402
-from sasan.bundle import ModelCard, SASANModel  # noqa: E402
+from sasan.bundle import SASANModel  # noqa: E402
+from sasan.card import ModelCard  # noqa: E402
 from sasan.data.geometry import fit_to_square  # noqa: E402
 from sasan.data.preprocess import IntensityMap, normalize  # noqa: E402
 from sasan.data.slices import context_stack  # noqa: E402

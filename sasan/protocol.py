@@ -26,6 +26,7 @@ import SimpleITK as sitk
 
 from sasan import bundle
 from sasan.bundle import SASANModel
+from sasan.card import request_problem
 from sasan.config import LabelSpec, RunConfig, load_config
 from sasan.data.domains import PreparedVolume, load_domain
 from sasan.data.geometry import from_slice_stack
@@ -274,9 +275,9 @@ def check_model_fits(model: SASANModel, config: RunConfig) -> None:
     """Refuse a model whose direction or structures differ from the configuration's."""
     source, target = config.data.source.modality, config.data.target.modality
     card = model.card
-    if not card.supports(source, target):
-        offered = ", ".join(f"{s} -> {t}" for s, t in card.directions)
-        raise ProtocolError(f"model {card.name!r} does not translate {source} to {target} (it offers {offered})")
+    problem = request_problem(card, target, source=source, segment=False, attention=False)
+    if problem:
+        raise ProtocolError(problem)
     names = [label.name for label in config.data.labels]
     card_names = [label["name"] for label in card.labels]
     if names and model.segmenter(target) is not None and names != card_names:

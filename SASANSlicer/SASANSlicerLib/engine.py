@@ -88,7 +88,7 @@ def translate(
     """
     import torch
 
-    from sasan.bundle import read_card
+    from sasan.card import read_card
     from sasan.inference import InferenceError, TranslationCancelled, translate_volume
 
     labels = read_card(model_path).label_specs

@@ -8,20 +8,22 @@ tensor digest in its card (the engine checks that digest against the tensors on 
 whose tensors differ from the accepted ones cannot pass as accepted), under ``SASAN/AcceptedModels/`` in
 the application settings (``qt.QSettings`` in Slicer; any object with ``value`` / ``setValue``).
 
-Standard library only: this runs in the GUI before torch may be installed.
+Standard library only: this runs in the GUI before torch may be installed.  The cards are the engine's
+``sasan.card.ModelCard`` (read by the caller, which makes the engine importable).
 """
 from __future__ import annotations
 
 import datetime
 import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
-from .models import ModelFileError
+if TYPE_CHECKING:
+    from sasan.card import ModelCard
 
 SETTINGS_GROUP = "SASAN/AcceptedModels"
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-NOT_STATED = "not stated"
+NO_DIGEST = "the model card has no valid SHA-256 tensor digest, so this file cannot be verified"
 
 
 class Settings(Protocol):
@@ -32,12 +34,10 @@ class Settings(Protocol):
     def setValue(self, key: str, value: Any) -> None: ...
 
 
-def model_digest(card: dict) -> str:
-    """The card's SHA-256 tensor digest (64 lowercase hex digits); ``ModelFileError`` when it has none."""
-    digest = card.get("tensor_sha256")
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
-        raise ModelFileError("the model card has no valid SHA-256 tensor digest, so this file cannot be verified")
-    return digest
+def model_digest(card: ModelCard) -> Optional[str]:
+    """The card's SHA-256 tensor digest (64 lowercase hex digits), or None when it has no valid one."""
+    digest = card.tensor_sha256
+    return digest if isinstance(digest, str) and _DIGEST.match(digest) else None
 
 
 def settings_key(digest: str) -> str:
@@ -45,32 +45,13 @@ def settings_key(digest: str) -> str:
     return f"{SETTINGS_GROUP}/{digest}"
 
 
-def card_facts(card: dict) -> dict[str, str]:
-    """What to know about a model before using it, as label -> text (the fields of ``sasan.bundle.card_summary``)."""
-    provenance = card.get("provenance") if isinstance(card.get("provenance"), dict) else {}
-    directions = [d for d in card.get("directions") or [] if isinstance(d, (list, tuple)) and len(d) == 2]
-    labels = [label for label in card.get("labels") or [] if isinstance(label, dict)]
-    return {
-        "Name": str(card.get("name") or NOT_STATED),
-        "Source": str(provenance.get("source", NOT_STATED)),
-        "Translates": ", ".join(f"{s} -> {t}" for s, t in directions) or NOT_STATED,
-        "Modalities": ", ".join(map(str, card.get("modalities") or [])) or NOT_STATED,
-        "Training data": str(provenance.get("data", NOT_STATED)),
-        "Intended use": str(card.get("intended_use") or NOT_STATED),
-        "Structures": ", ".join(str(label.get("name")) for label in labels) or "none",
-        "Description": str(card.get("description") or NOT_STATED),
-    }
-
-
-def confirmation_text(card: dict, path: Path) -> str:
+def confirmation_text(card: ModelCard, path: Path) -> str:
     """The question the module asks before the first use of ``path`` (plain text, one fact a line)."""
-    facts = "\n".join(f"{label}: {text}" for label, text in card_facts(card).items())
-    try:
-        digest = f"SHA-256 of the weights: {model_digest(card)[:16]}..."
-    except ModelFileError as error:
-        digest = f"Warning: {error}."
+    facts = "\n".join(f"{label}: {text}" for label, text in card.summary().items())
+    digest = model_digest(card)
+    check = f"SHA-256 of the weights: {digest[:16]}..." if digest else f"Warning: {NO_DIGEST}."
     return (
-        f"'{Path(path).name}' is not one of the models shipped with SASAN.\n\n{facts}\n{digest}\n\n"
+        f"'{Path(path).name}' is not one of the models shipped with SASAN.\n\n{facts}\n{check}\n\n"
         "A model file cannot run code, but a model trained on other data or for another purpose can produce "
         "convincing and wrong images. Use it only if you trust where it comes from. Results are for "
         "research, not for diagnosis.\n\nUse this model? (You will not be asked again for this model.)"
@@ -92,18 +73,22 @@ class ModelConsent:
         """True for a file directly inside one of the shipped model folders (links resolved)."""
         return Path(path).resolve().parent in self.shipped_folders
 
-    def was_accepted(self, card: dict) -> bool:
+    def was_accepted(self, card: ModelCard) -> bool:
         """True once the user accepted a model with this card's tensor digest (False without a digest)."""
-        try:
-            return bool(self.settings.value(settings_key(model_digest(card)), ""))
-        except ModelFileError:
-            return False
+        digest = model_digest(card)
+        return digest is not None and bool(self.settings.value(settings_key(digest), ""))
 
-    def needs_confirmation(self, path: Path, card: dict) -> bool:
+    def needs_confirmation(self, path: Path, card: ModelCard) -> bool:
         """True before the first use of a model that neither came with SASAN nor was accepted before."""
         return not self.is_shipped(path) and not self.was_accepted(card)
 
-    def accept(self, path: Path, card: dict) -> None:
-        """Remember that the user accepted this model (value: the file name and when, for the curious)."""
+    def accept(self, path: Path, card: ModelCard) -> None:
+        """Remember that the user accepted this model (value: the file name and when, for the curious);
+        ``sasan.card.ModelFileError`` when its card has no valid digest to remember it by."""
+        digest = model_digest(card)
+        if digest is None:
+            from sasan.card import ModelFileError
+
+            raise ModelFileError(NO_DIGEST)
         when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        self.settings.setValue(settings_key(model_digest(card)), f"{Path(path).name} accepted {when}")
+        self.settings.setValue(settings_key(digest), f"{Path(path).name} accepted {when}")

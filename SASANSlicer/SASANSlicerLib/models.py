@@ -1,26 +1,26 @@
-"""Model files offered to the user: the shipped ones, and the card of any file, shown as HTML.
+"""Model files offered to the user: the shipped ones, listed by their cards' names, and a card as HTML.
 
-The card is read from the safetensors header with the standard library alone (8-byte little-endian
-header length, then a JSON header whose ``__metadata__`` holds the card), so the module can show it
-before torch is installed, and opening a file never runs code.
+Cards are read by the engine's ``sasan.card`` (standard library only: the header of the safetensors
+file, no tensors), so the module can list and show models before torch is installed, and opening a file
+never runs code.  ``sasan.card`` is imported when first needed, not here: Slicer imports this module
+while it starts, before a source tree's engine is on ``sys.path``.
 """
 from __future__ import annotations
 
 import html
 import importlib.util
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING
+
+from . import environment
+
+if TYPE_CHECKING:
+    from sasan.card import ModelCard
 
 MODEL_SUFFIX = ".safetensors"
-CARD_KEY = "sasan_model_card"  # sasan.bundle.CARD_KEY (not imported: sasan.bundle needs torch)
-MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
-class ModelFileError(ValueError):
-    """Not a readable safetensors file, or no SASAN model card in it."""
+MODULE_DIR = Path(__file__).resolve().parent.parent  # SASANSlicer/ (source tree) or the scripted-modules folder
 
 
 @dataclass(frozen=True)
@@ -64,50 +64,13 @@ def find_models(folders: list[Path]) -> list[ModelEntry]:
 
 
 def _display_name(path: Path) -> str:
+    environment.ensure_engine_importable(MODULE_DIR)
+    from sasan.card import ModelFileError, read_card
+
     try:
-        name = read_model_card(path).get("name")
+        return read_card(path).name
     except ModelFileError:
         return path.stem
-    return name if isinstance(name, str) and name else path.stem
-
-
-def read_safetensors_metadata(path: Path) -> dict[str, str]:
-    """The string metadata of a safetensors file's header (``{}`` when it has none)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file '{path}' does not exist")
-    with path.open("rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise ModelFileError(f"'{path.name}' is too short to be a safetensors file")
-        (header_length,) = struct.unpack("<Q", prefix)
-        if header_length > min(MAX_HEADER_BYTES, path.stat().st_size - 8):
-            raise ModelFileError(f"'{path.name}' is not a safetensors file (header length {header_length})")
-        raw = handle.read(header_length)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(f"'{path.name}' is not a safetensors file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise ModelFileError(f"'{path.name}' is not a safetensors file (its header is not a JSON object)")
-    metadata = header.get("__metadata__") or {}
-    if not isinstance(metadata, dict):
-        raise ModelFileError(f"'{path.name}': the safetensors metadata is not a mapping")
-    return {str(key): str(value) for key, value in metadata.items()}
-
-
-def read_model_card(path: Path) -> dict:
-    """The SASAN model card of a model file, as a dict (not validated: the engine does that on load)."""
-    metadata = read_safetensors_metadata(path)
-    if CARD_KEY not in metadata:
-        raise ModelFileError(f"'{Path(path).name}' has no SASAN model card; is it a SASAN model file?")
-    try:
-        card = json.loads(metadata[CARD_KEY])
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"'{Path(path).name}': the model card is not valid JSON ({error})") from None
-    if not isinstance(card, dict):
-        raise ModelFileError(f"'{Path(path).name}': the model card is not a JSON object")
-    return card
 
 
 def _swatch(color) -> str:
@@ -131,65 +94,20 @@ def _plain(value) -> str:
     return str(value)
 
 
-def _crop_summary(card: dict) -> str:
-    """Which input modalities the model crops before translating (results outside the crop stay empty)."""
-    described = []
-    for modality, entry in (card.get("normalization") or {}).items():
-        crop = entry.get("crop") if isinstance(entry, dict) else None
-        if not isinstance(crop, dict) or crop.get("method", "none") == "none":
-            continue
-        if crop.get("method") == "foreground":
-            threshold = "Otsu's" if crop.get("threshold") is None else str(crop["threshold"])
-            described.append(f"{modality}: body box (threshold {threshold}) + {crop.get('margin_mm')} mm")
-        else:
-            described.append(f"{modality}: rows {crop.get('rows')}, columns {crop.get('columns')} of each slice")
-    return "; ".join(described)
-
-
-def model_card_html(card: dict, file_name: Optional[str] = None) -> str:
-    """The card as HTML for a QTextBrowser: what it translates, what it segments, where it comes from."""
-    title = html.escape(str(card.get("name") or file_name or "SASAN model"))
-    parts = [f"<h3>{title}</h3>"]
-    if card.get("description"):
-        parts.append(f"<p>{html.escape(str(card['description']))}</p>")
-    overview = {
-        "Translates": ", ".join(f"{s} \u2192 {t}" for s, t in card.get("directions", [])) or "not stated",
-        "Input": f"{card.get('context', '?')} adjacent slices, resampled to {card.get('image_size', '?')}\u00b2 "
-                 f"({card.get('slicing_axis', 'axial')})",
-        "Intended use": card.get("intended_use", "not stated"),
-    }
-    crops = _crop_summary(card)
-    if crops:
-        overview["Crop"] = crops
-    if file_name:
-        overview["File"] = file_name
-    parts.append(f"<table>{_rows(overview)}</table>")
-    labels = card.get("labels") or []
-    if labels:
-        items = "".join(
-            f"<li>{_swatch(label.get('color'))}{html.escape(str(label.get('name')))} "
-            f"(value {html.escape(str(label.get('value')))})</li>"
-            for label in labels if isinstance(label, dict)
-        )
-        segmenters = ", ".join(card.get("segmenters") or []) or "attention heads only"
-        parts.append(f"<p><b>Segments</b> (U-Net for: {html.escape(segmenters)}):</p><ul>{items}</ul>")
+def model_card_html(card: ModelCard, file_name: str) -> str:
+    """The card as HTML for a QTextBrowser: its summary (the structures as a list with their colours and
+    label values), then the provenance and evaluation details."""
+    summary = card.summary()
+    title = summary.pop("Name")
+    if card.labels:
+        del summary["Structures"]
+    parts = [f"<h3>{html.escape(title)}</h3>", f"<table>{_rows({**summary, 'File': file_name})}</table>"]
+    if card.labels:
+        items = "".join(f"<li>{_swatch(label['color'])}{html.escape(label['name'])} (value {label['value']})</li>"
+                        for label in card.labels)
+        parts.append(f"<p><b>Structures</b></p><ul>{items}</ul>")
     for section in ("provenance", "evaluation"):
-        if isinstance(card.get(section), dict) and card[section]:
-            parts.append(f"<p><b>{section.capitalize()}</b></p><table>{_rows(card[section])}</table>")
+        details = getattr(card, section)
+        if details:
+            parts.append(f"<p><b>{section.capitalize()}</b></p><table>{_rows(details)}</table>")
     return "".join(parts)
-
-
-def request_problem(card: dict, target: str, segment: bool, attention: bool) -> Optional[str]:
-    """Why the model cannot do what is asked (a sentence for the user), or None when it can.
-
-    Mirrors the checks ``translate_volume`` makes, so the Apply button can say so before a run.
-    """
-    directions = [tuple(d) for d in card.get("directions", []) if isinstance(d, (list, tuple)) and len(d) == 2]
-    if not any(t == target for _, t in directions):
-        offered = ", ".join(f"{s} \u2192 {t}" for s, t in directions) or "nothing"
-        return f"This model does not translate to {target} (it offers {offered})."
-    if segment and target not in (card.get("segmenters") or []):
-        return f"This model has no segmenter for {target}: untick the segmentation."
-    if attention and not (card.get("architecture") or {}).get("attention", True):
-        return "This model has no attention module: untick the attention maps."
-    return None

@@ -32,6 +32,7 @@ import torch
 import yaml
 
 from sasan import bundle
+from sasan.card import CARD_KEY, ModelCard
 
 SHAPE = (4, 20, 24)                 # (z, y, x) of every small volume
 SPACING = (1.2, 1.1, 2.5)           # (x, y, z) mm
@@ -167,11 +168,11 @@ def _huge_headers(folder: Path) -> None:
 
 
 # --- model files -------------------------------------------------------------------------------------
-def tiny_card(name: str = "corpus_tiny", directions=(("CT", "MR"), ("MR", "CT"))) -> bundle.ModelCard:
+def tiny_card(name: str = "corpus_tiny", directions=(("CT", "MR"), ("MR", "CT"))) -> ModelCard:
     """A valid card for 16² tiny networks, CT <-> MR, one structure, an MR U-Net."""
     reference = {"CT": {"method": "window", "low": -200.0, "high": 400.0, "mean": 0.0, "std": 1.0},
                  "MR": {"method": "percentile", "low": 200.0, "high": 900.0, "mean": 400.0, "std": 150.0}}
-    return bundle.ModelCard(
+    return ModelCard(
         name=name, modalities=["CT", "MR"], directions=[list(d) for d in directions],
         architecture=dict(TINY_ARCHITECTURE), context=3, image_size=16,
         normalization={"CT": {"config": CT_NORMALIZATION, "reference": reference["CT"]},
@@ -179,7 +180,7 @@ def tiny_card(name: str = "corpus_tiny", directions=(("CT", "MR"), ("MR", "CT"))
         labels=[dict(LABEL)], segmenters=["MR"], provenance={"data": "bad-input corpus"})
 
 
-def _random_tensors(card: bundle.ModelCard) -> dict[str, torch.Tensor]:
+def _random_tensors(card: ModelCard) -> dict[str, torch.Tensor]:
     """The freshly initialised (seeded) networks the card describes, as a flat name -> tensor mapping."""
     torch.manual_seed(0)
     networks = bundle.expected_networks(card)
@@ -187,12 +188,12 @@ def _random_tensors(card: bundle.ModelCard) -> dict[str, torch.Tensor]:
             for prefix, module in networks.items() for key, value in module.state_dict().items()}
 
 
-def _write_raw_model(path: Path, card: bundle.ModelCard, tensors: dict[str, torch.Tensor]) -> None:
+def _write_raw_model(path: Path, card: ModelCard, tensors: dict[str, torch.Tensor]) -> None:
     """A safetensors file with exactly these tensors; the card's checksum is recomputed over them."""
     from safetensors.torch import save_file
 
     card = dataclasses.replace(card, tensor_sha256=bundle.tensor_digest(tensors))
-    save_file(tensors, str(path), metadata={bundle.CARD_KEY: card.to_json()})
+    save_file(tensors, str(path), metadata={CARD_KEY: card.to_json()})
 
 
 def _edit_header(source: Path, target: Path, edit) -> None:
@@ -208,7 +209,7 @@ def _with_card(card_text: Callable[[dict], str]) -> Callable[[dict], dict]:
     """A header edit (for ``_edit_header``) replacing the model card by ``card_text(card)``."""
     def on_header(header: dict) -> dict:
         metadata = header["__metadata__"]
-        metadata[bundle.CARD_KEY] = card_text(json.loads(metadata[bundle.CARD_KEY]))
+        metadata[CARD_KEY] = card_text(json.loads(metadata[CARD_KEY]))
         return header
 
     return on_header

@@ -52,11 +52,12 @@ def write_tiny_model(path: Path, modalities=("CT", "MR"), directions=(("CT", "MR
     import torch
 
     from sasan import bundle
+    from sasan.card import ModelCard
 
     normalization = {new: TINY_NORMALIZATION[old] for new, old in zip(modalities, ("CT", "MR"))}
-    card = bundle.ModelCard(name="tiny", modalities=list(modalities), directions=[list(d) for d in directions],
-                            architecture=dict(TINY_ARCHITECTURE), context=3, image_size=32,
-                            normalization=normalization, labels=TINY_LABELS, segmenters=list(segmenters))
+    card = ModelCard(name="tiny", modalities=list(modalities), directions=[list(d) for d in directions],
+                     architecture=dict(TINY_ARCHITECTURE), context=3, image_size=32,
+                     normalization=normalization, labels=TINY_LABELS, segmenters=list(segmenters))
     networks = bundle.expected_networks(card)
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():

@@ -1,22 +1,24 @@
 """Model files from outside the shipped set: which need a confirmation, remembering it, what is shown."""
+import dataclasses
 import json
 import os
 import struct
 
 import pytest
+from SASANSlicerLib.model_trust import ModelConsent, confirmation_text, model_digest, settings_key
 
-from SASANSlicerLib.model_trust import (ModelConsent, card_facts, confirmation_text, model_digest,
-                                        settings_key)
-from SASANSlicerLib.models import CARD_KEY, ModelFileError, read_model_card
+from sasan.card import CARD_KEY, ModelCard, ModelFileError, read_card
 
 DIGEST = "ab" * 32
-CARD = {
-    "name": "head CT<->MR", "modalities": ["CT", "MR"], "directions": [["CT", "MR"], ["MR", "CT"]],
-    "labels": [{"name": "head", "value": 1, "color": [1, 0, 0]}, {"name": "brain", "value": 2, "color": [0, 1, 0]}],
-    "intended_use": "research; not for diagnosis", "description": "Trained on one head CT",
-    "provenance": {"source": "https://example.org/lab", "data": "folder:CT / folder:MR", "steps": 300},
-    "tensor_sha256": DIGEST,
-}
+NORM = {"config": {}, "reference": {}}
+CARD = ModelCard(
+    name="head CT<->MR", modalities=["CT", "MR"], directions=[["CT", "MR"], ["MR", "CT"]], architecture={},
+    context=3, image_size=64, normalization={"CT": NORM, "MR": NORM},
+    labels=[{"name": "head", "value": 1, "color": [1, 0, 0]}, {"name": "brain", "value": 2, "color": [0, 1, 0]}],
+    description="Trained on one head CT",
+    provenance={"source": "https://example.org/lab", "data": "folder:CT / folder:MR", "steps": 300},
+    tensor_sha256=DIGEST,
+)
 
 
 class MemorySettings:
@@ -35,7 +37,7 @@ class MemorySettings:
 def model_file(path, card=CARD):
     """A minimal safetensors file holding ``card`` (header only matters here)."""
     header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-                         "__metadata__": {CARD_KEY: json.dumps(card)}}).encode()
+                         "__metadata__": {CARD_KEY: card.to_json()}}).encode()
     path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
     return path
 
@@ -52,9 +54,9 @@ def test_shipped_models_need_no_confirmation_others_once(folders):
     shipped, downloads = folders
     settings = MemorySettings()
     consent = ModelConsent([shipped], settings)
-    shipped_file = model_file(shipped / "head.safetensors", {**CARD, "tensor_sha256": "cd" * 32})
+    shipped_file = model_file(shipped / "head.safetensors", dataclasses.replace(CARD, tensor_sha256="cd" * 32))
     outside = model_file(downloads / "head.safetensors")
-    assert not consent.needs_confirmation(shipped_file, read_model_card(shipped_file))
+    assert not consent.needs_confirmation(shipped_file, read_card(shipped_file))
     assert consent.needs_confirmation(outside, CARD)
     consent.accept(outside, CARD)
     assert settings.values[f"SASAN/AcceptedModels/{DIGEST}"].startswith("head.safetensors accepted 20")
@@ -69,7 +71,7 @@ def test_acceptance_follows_the_weights_not_the_file_name(folders):
     consent.accept(model_file(downloads / "a.safetensors"), CARD)
     moved = model_file(downloads / "renamed copy.safetensors")
     assert not consent.needs_confirmation(moved, CARD)
-    other_weights = {**CARD, "tensor_sha256": "ef" * 32}
+    other_weights = dataclasses.replace(CARD, tensor_sha256="ef" * 32)
     assert consent.needs_confirmation(model_file(downloads / "a2.safetensors", other_weights), other_weights)
 
 
@@ -88,7 +90,7 @@ def test_a_link_in_the_shipped_folder_to_an_outside_file_is_not_shipped(folders)
 @pytest.mark.parametrize("digest", [None, "", "ab" * 31, "AB" * 32, 42])
 def test_a_card_without_a_valid_digest_always_asks_and_cannot_be_remembered(folders, digest):
     shipped, downloads = folders
-    card = {**CARD, "tensor_sha256": digest}
+    card = dataclasses.replace(CARD, tensor_sha256=digest)
     settings = MemorySettings()
     consent = ModelConsent([shipped], settings)
     path = model_file(downloads / "no_digest.safetensors", card)
@@ -103,29 +105,20 @@ def test_settings_key_and_digest():
     assert settings_key(DIGEST) == "SASAN/AcceptedModels/" + DIGEST
 
 
-def test_confirmation_shows_source_direction_modalities_data_and_use(tmp_path):
+def test_confirmation_shows_the_cards_summary_and_its_digest(tmp_path):
     text = confirmation_text(CARD, tmp_path / "head.safetensors")
-    for line in ("'head.safetensors' is not one of the models shipped with SASAN.",
-                 "Source: https://example.org/lab", "Translates: CT -> MR, MR -> CT", "Modalities: CT, MR",
+    assert "'head.safetensors' is not one of the models shipped with SASAN." in text
+    for label, value in CARD.summary().items():
+        assert f"\n{label}: {value}\n" in text
+    for line in ("Source: https://example.org/lab", "Translates: CT -> MR, MR -> CT", "Modalities: CT, MR",
                  "Training data: folder:CT / folder:MR", "Intended use: research; not for diagnosis",
                  "Structures: head, brain", f"SHA-256 of the weights: {DIGEST[:16]}...", "Use this model?"):
         assert line in text
-    facts = card_facts({})
-    assert facts["Source"] == facts["Training data"] == facts["Translates"] == "not stated"
 
 
-def test_facts_agree_with_the_engines_card_summary(tmp_path):
-    bundle = pytest.importorskip("sasan.bundle")
+def test_the_digest_of_a_saved_model_is_its_cards(tmp_path):
+    pytest.importorskip("torch")
     from slicer_glue_helpers import write_tiny_model
 
-    path = write_tiny_model(tmp_path / "tiny.safetensors")
-    engine_card = bundle.read_card(path)
-    summary = bundle.card_summary(engine_card)
-    facts = card_facts(read_model_card(path))
-    assert facts["Name"] == summary["name"]
-    assert facts["Source"] == summary["source"] and facts["Training data"] == summary["training data"]
-    assert facts["Translates"] == ", ".join(summary["directions"])
-    assert facts["Modalities"] == ", ".join(summary["modalities"])
-    assert facts["Structures"] == ", ".join(summary["structures"])
-    assert facts["Intended use"] == summary["intended use"]
-    assert model_digest(read_model_card(path)) == engine_card.tensor_sha256
+    card = read_card(write_tiny_model(tmp_path / "tiny.safetensors"))
+    assert model_digest(card) == card.tensor_sha256 and len(card.tensor_sha256) == 64

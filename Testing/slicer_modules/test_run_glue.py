@@ -73,7 +73,9 @@ def test_attention_maps_become_uint8():
 
 def test_translate_calls_the_engine_like_the_cli_and_converts_its_result(tmp_path, monkeypatch):
     bundle = pytest.importorskip("sasan.bundle")
-    card = bundle.ModelCard(
+    from sasan.card import ModelCard
+
+    card = ModelCard(
         name="tiny", modalities=["CT", "MR"], directions=[["CT", "MR"]],
         architecture={"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
                       "decoder_widths": [8, 4, 4], "head_width": 4, "spade_hidden": 4},

@@ -12,7 +12,6 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="the MRML glue needs the slicer-core wheel")
 torch = pytest.importorskip("torch")
-bundle = pytest.importorskip("sasan.bundle")
 inference = pytest.importorskip("sasan.inference")
 
 import vtk  # noqa: E402
@@ -25,6 +24,7 @@ from slicer_glue_helpers import hierarchy_items, node_ids, rotation, show_as_seq
 
 import sasan.inference.volume  # noqa: E402
 import sasan.runtime  # noqa: E402
+from sasan.card import read_card  # noqa: E402
 from sasan.data.volume import Volume  # noqa: E402
 from sasan.inference.engine import Engine  # noqa: E402
 
@@ -108,7 +108,7 @@ def test_segments_and_voxels_equal_the_engines_own_output(scene, model_file):
     classes = engine.segmentation.array
     assert set(np.unique(classes)) == {0, 1, 2}, "the tiny model must segment every structure somewhere"
     segmentation = result.segmentationNode.GetSegmentation()
-    card = bundle.read_card(model_file)
+    card = read_card(model_file)
     assert segmentation.GetNumberOfSegments() == len(card.labels)
     for index, label in enumerate(card.labels):
         segment_id = segmentation.GetNthSegmentID(index)
@@ -205,9 +205,9 @@ REFUSALS = {
     "4D volume": (frame_of_a_sequence, UnsupportedVolumeError, r"one frame of the 4D sequence shown by 'cine browser'"),
     "vector volume": (colour_volume, UnsupportedVolumeError, r"'colour photo'.* several values per voxel"),
     "direction not offered": (direction_not_offered, inference.InferenceError,
-                              r"does not translate MR to CT: it offers CT -> MR"),
+                              r"does not translate to CT \(it offers CT -> MR\)"),
     "model for other modalities": (other_modalities, inference.InferenceError,
-                                   r"cannot translate to 'MR': it offers T1 -> T2"),
+                                   r"does not translate to MR \(it offers T1 -> T2\)"),
     "out of memory": (memory_exhausted, inference.InferenceError,
                       r"^out of memory translating a volume of 5 x 12 x 9 voxels with device 'auto'"),
 }

@@ -1,6 +1,6 @@
 """Clean-up of a finished segmentation, as the model card's ``postprocessing`` asks.
 
-The options (validated by ``bundle.ModelCard.validate``; ``bundle.POSTPROCESSING_OPTIONS`` lists them):
+The options (``sasan.card.POSTPROCESSING_OPTIONS`` lists them, ``ModelCard.validate`` checks them):
 ``largest_foreground_component`` -- keep only the largest 3D connected component of all non-background
 labels together (face-connected, 6 neighbours), so stray blobs away from the anatomy (a CT head holder,
 noise in the air) are set to background while the labels inside the kept component stay as they were.

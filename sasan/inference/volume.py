@@ -14,10 +14,11 @@ Progress is reported after every batch and the cancel flag is read before every 
 run raises ``TranslationCancelled`` and returns nothing. When a GPU runs out of memory the batch is
 halved and retried; at one slice per batch the run continues on the CPU and says so in ``notes``.
 
-Requests are refused up front with ``InferenceError``: a direction the model does not offer, a
-segmentation (``segment=True``, the default) when the model has no segmenter for the target, or
-attention maps when it has no attention module -- callers pass ``segment=False`` / ``attention=False``
-for such models (``model.card.segmenters`` says which exist), so nothing silently goes missing.
+Requests are refused up front with ``InferenceError`` saying ``sasan.card.request_problem``'s sentence: a
+direction the model does not offer, a segmentation (``segment=True``, the default) when the model has no
+segmenter for the target, or attention maps when it has no attention module -- callers pass
+``segment=False`` / ``attention=False`` for such models (``model.card.segmenters`` says which exist), so
+nothing silently goes missing.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ import torch
 
 from sasan import bundle
 from sasan.bundle import SASANModel
-from sasan.config import CropConfig, CropError, NormalizationConfig, crop_from_dict
+from sasan.card import ModelCard, ModelFileError, request_problem
+from sasan.config import NormalizationConfig
 from sasan.data.crop import crop_region, crop_volume, paste
 from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
 from sasan.data.preprocess import IntensityMap, NormalizationError, denormalize, fit_intensity_map, normalize
@@ -107,7 +109,7 @@ def translate_volume(
     if private:
         model = bundle.load(model, "cpu")
     card = model.card
-    source = _check_request(model, source, target, segment, attention)
+    source = _check_request(card, source, target, segment, attention)
     axis = _check_volume(volume, card.slicing_axis)
     if threads is not None and threads < 1:
         raise InferenceError(f"threads must be a positive integer; got {threads}")
@@ -118,9 +120,13 @@ def translate_volume(
         raise InferenceError(str(error)) from None
     if batch_size is not None and batch_size < 1:
         raise InferenceError(f"batch_size must be a positive integer; got {batch_size}")
-    region = crop_region(volume, _card_crop(card, source), axis)
+    try:  # a malformed entry of the card, said as this function's error
+        crop, normalization = card.crop(source), card.normalization_config(source)
+    except ModelFileError as error:
+        raise InferenceError(str(error)) from None
+    region = crop_region(volume, crop, axis)
     work = crop_volume(volume, region)
-    source_map = _fit_source_map(work, card, source)
+    source_map = _fit_source_map(work, normalization, source)
     target_map = _reference_map(card, target)
 
     with torch_threads(threads) as used_threads:
@@ -150,23 +156,12 @@ def translate_volume(
     )
 
 
-def _check_request(model: SASANModel, source: Optional[str], target: str, segment: bool, attention: bool) -> str:
-    card = model.card
-    offered = ", ".join(f"{s} -> {t}" for s, t in card.directions)
-    if target not in card.modalities:
-        raise InferenceError(f"model {card.name!r} cannot translate to {target!r}: it offers {offered}")
-    if source is None:
-        source = next(modality for modality in card.modalities if modality != target)
-    if not card.supports(source, target):
-        raise InferenceError(f"model {card.name!r} does not translate {source} to {target}: it offers {offered}")
-    if segment and model.segmenter(target) is None:
-        have = ", ".join(card.segmenters) or "no modality"
-        raise InferenceError(f"model {card.name!r} has no segmenter for {target} (it has one for {have}); "
-                             "pass segment=False to translate without segmenting")
-    if attention and model.attention(source) is None:
-        raise InferenceError(f"model {card.name!r} has no attention module (an attention-free model); "
-                             "pass attention=False")
-    return source
+def _check_request(card: ModelCard, source: Optional[str], target: str, segment: bool, attention: bool) -> str:
+    """The request's source modality (the model's default when None), or ``InferenceError`` saying why not."""
+    problem = request_problem(card, target, source=source, segment=segment, attention=attention)
+    if problem:
+        raise InferenceError(problem)
+    return card.source_for(target) if source is None else source
 
 
 def _check_volume(volume: Volume, plane: str) -> int:
@@ -183,28 +178,16 @@ def _check_volume(volume: Volume, plane: str) -> int:
         raise InferenceError(f"the model card's slicing plane is unusable: {error}") from None
 
 
-def _card_crop(card: bundle.ModelCard, source: str) -> CropConfig:
-    """The card's crop for ``source``: none for cards written before crops existed."""
-    try:
-        return crop_from_dict(card.normalization[source].get("crop", {}))
-    except CropError as error:
-        raise InferenceError(f"the model card's crop for {source} is malformed: {error}") from None
-
-
-def _fit_source_map(volume: Volume, card: bundle.ModelCard, source: str) -> IntensityMap:
-    try:
-        config = NormalizationConfig(**card.normalization[source]["config"])
-    except TypeError as error:
-        raise InferenceError(f"the model card's normalisation for {source} is malformed ({error})") from None
+def _fit_source_map(volume: Volume, config: NormalizationConfig, source: str) -> IntensityMap:
     try:
         return fit_intensity_map(volume.array, config)
     except NormalizationError as error:
         raise InferenceError(f"cannot normalise the {source} volume: {error}") from None
 
 
-def _reference_map(card: bundle.ModelCard, target: str) -> IntensityMap:
+def _reference_map(card: ModelCard, target: str) -> IntensityMap:
     try:
-        return IntensityMap.from_dict(card.normalization[target]["reference"])
+        return IntensityMap.from_dict(card.reference(target))
     except NormalizationError as error:
         raise InferenceError(f"the model card's reference intensities for {target} are malformed: {error}") from None
 

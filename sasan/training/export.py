@@ -10,7 +10,8 @@ from typing import Optional
 import yaml
 
 from .. import __version__
-from ..bundle import ModelCard, save
+from ..bundle import save
+from ..card import ModelCard
 from ..config import RunConfig, config_from_dict
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .networks import ExponentialAverage, SASANNetworks

@@ -40,7 +40,6 @@ import head_labels  # noqa: E402
 from fetch_and_prepare import CT_BRAIN_FIRST_SLICE, HELD_OUT_FIRST_SLICE, TRAIN_LAST_SLICE  # noqa: E402
 
 from sasan import bundle  # noqa: E402
-from sasan.config import NormalizationConfig  # noqa: E402
 from sasan.data.geometry import fit_to_square, restore_from_square  # noqa: E402
 from sasan.data.io import read_volume  # noqa: E402
 from sasan.data.preprocess import fit_intensity_map, normalize  # noqa: E402
@@ -69,7 +68,7 @@ def structure_scores(pred: np.ndarray, truth: np.ndarray, spacing) -> dict:
 def segment_without_translation(volume: Volume, model: bundle.SASANModel, source: str, target: str) -> np.ndarray:
     """The target U-Net applied straight to the source volume (normalised as the source): ``(z, y, x)`` uint8."""
     card = model.card
-    imap = fit_intensity_map(volume.array, NormalizationConfig(**card.normalization[source]["config"]))
+    imap = fit_intensity_map(volume.array, card.normalization_config(source))
     stack = normalize(volume.array, imap)        # the model slices axially: axis 0 of (z, y, x)
     segmenter = model.segmenter(target)
     out = np.zeros(volume.shape, np.uint8)

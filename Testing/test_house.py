@@ -15,7 +15,7 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parents[1] / "sasan"
 # What the Slicer module reads before torch may be installed: the vocabulary and the model card.
-TORCH_FREE = ("sasan.config",)
+TORCH_FREE = ("sasan.config", "sasan.card")
 
 
 def module_name(path: Path) -> str:

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from .config import ConfigError, CropError, LabelSpec, ModelConfig, crop_from_dict, section_from_dict
-from .models import build_attention, build_generator, build_segmenter
+from .models import build_segmenter
+from .models.translator import attention_name, build_translator, generator_name, segmenter_name
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +162,9 @@ class ModelCard:
 def expected_networks(card: ModelCard) -> dict[str, nn.Module]:
     """Freshly initialised networks with exactly the names and shapes the card promises."""
     config = card.model_config
-    networks: dict[str, nn.Module] = {}
-    if config.attention:
-        for modality in card.modalities:
-            networks[f"attention.{modality}"] = build_attention(config, card.context, card.num_classes)
-    for source, target in card.directions:
-        networks[f"generator.{source}_to_{target}"] = build_generator(config, card.context)
+    networks = build_translator(config, card.context, card.num_classes, card.modalities, card.directions)
     for modality in card.segmenters:
-        networks[f"segmenter.{modality}"] = build_segmenter(config, card.context, card.num_classes)
+        networks[segmenter_name(modality)] = build_segmenter(config, card.context, card.num_classes)
     return networks
 
 
@@ -277,17 +273,17 @@ class SASANModel:
     networks: dict[str, nn.Module]
 
     def attention(self, modality: str) -> Optional[nn.Module]:
-        return self.networks.get(f"attention.{modality}")
+        return self.networks.get(attention_name(modality))
 
     def generator(self, source: str, target: str) -> nn.Module:
         if not self.card.supports(source, target):
             offered = ", ".join(f"{s}->{t}" for s, t in self.card.directions)
             raise ModelFileError(
                 f"model {self.card.name!r} does not translate {source} to {target} (it offers {offered})")
-        return self.networks[f"generator.{source}_to_{target}"]
+        return self.networks[generator_name(source, target)]
 
     def segmenter(self, modality: str) -> Optional[nn.Module]:
-        return self.networks.get(f"segmenter.{modality}")
+        return self.networks.get(segmenter_name(modality))
 
     def to(self, device: Union[str, torch.device]) -> "SASANModel":
         for module in self.networks.values():

@@ -52,6 +52,7 @@ def write_tiny_model(path: Path, modalities=("CT", "MR"), directions=(("CT", "MR
     import torch
 
     from sasan import bundle
+    from sasan.models.translator import segmenter_name
 
     normalization = {new: TINY_NORMALIZATION[old] for new, old in zip(modalities, ("CT", "MR"))}
     card = bundle.ModelCard(name="tiny", modalities=list(modalities), directions=[list(d) for d in directions],
@@ -61,7 +62,7 @@ def write_tiny_model(path: Path, modalities=("CT", "MR"), directions=(("CT", "MR
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for modality in segmenters:
-            classify = networks[f"segmenter.{modality}"].classify
+            classify = networks[segmenter_name(modality)].classify
             classify.weight.copy_(torch.randn(classify.weight.shape, generator=generator))
             classify.bias.zero_()
     return bundle.save(path, card, networks)

@@ -6,6 +6,7 @@ import torch
 
 from ..data.geometry import fit_to_square
 from ..data.slices import context_stack
+from ..models.translator import attention_name, direction_networks, translate
 
 
 def held_out_slices(volumes, size: int, context: int, limit: int) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -60,16 +61,14 @@ def validate(trainer, limit_slices: int = 32) -> dict[str, float]:
     if found is None:
         return {}
     images, truth = (t.to(trainer.device) for t in found)
-    translator = trainer.ema.shadow if trainer.ema is not None else trainer._translator()
+    translator = trainer.translator()
     was_training = trainer.nets.training
     trainer.nets.eval()
     try:
         scores = {}
         if translates:
-            attention = translator.get(f"attention.{source}")
-            maps = attention(images)[0] if attention is not None else None
-            images = translator[f"generator.{source}_to_{target}"](images, maps)
-            target_attention = translator.get(f"attention.{target}")
+            images, _, _ = translate(*direction_networks(translator, source, target), images)
+            target_attention = translator.get(attention_name(target))
             if target_attention is not None:
                 scores["val/dice_attention_head"] = mean_dice(target_attention(images)[1].argmax(1), truth,
                                                               config.num_classes)

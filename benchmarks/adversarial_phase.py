@@ -32,7 +32,7 @@ from sasan.models.translator import attention_name, direction_networks, translat
 from sasan.training.checkpoint import CHECKPOINT_DIR, latest_checkpoint  # noqa: E402
 from sasan.training.export import read_run_config  # noqa: E402
 from sasan.training.trainer import Trainer  # noqa: E402
-from sasan.training.validation import class_dice, held_out_slices  # noqa: E402
+from sasan.training.validation import class_dice, evaluation_mode, held_out_slices  # noqa: E402
 
 log = logging.getLogger("benchmarks.adversarial_phase")
 
@@ -45,12 +45,9 @@ def score(trainer: Trainer) -> dict:
     images, truth = held_out_slices(trainer.data.test[source], config.data.image_size, config.data.context,
                                     limit=10_000)
     translator = trainer.translator()
-    trainer.nets.eval()
-    try:
+    with evaluation_mode(translator.values()):
         translated, _, source_logits = translate(*direction_networks(translator, source, target), images)
         target_logits = translator[attention_name(target)](translated)[1]
-    finally:
-        trainer.nets.train()
     own = [round(d, 3) for d in class_dice(source_logits.argmax(1), truth, config.num_classes)]
     through = [round(d, 3) for d in class_dice(target_logits.argmax(1), truth, config.num_classes)]
     return {f"{source}_head": own, f"{source}_head_mean": round(sum(own) / len(own), 3),

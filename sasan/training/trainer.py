@@ -239,6 +239,24 @@ class Trainer:
         self._backward_step(loss, self.segmenter_optimiser)
         return {"segmenter": float(loss.detach())}
 
+    def validation_scores(self, limit_slices: int = 32) -> dict[str, float]:
+        """``validate`` with the networks that have trained by this step.
+
+        With a translator: the translated held-out source slices (EMA weights when averaged) once the
+        adversarial phase has begun, segmented by the target attention head, and by the segmenter in its
+        phase. A segmenter-only run (no adversarial steps): the segmenter on the target modality's own
+        held-out slices. Before that (attention pre-training) nothing: a randomly initialised generator's
+        translations would only log noise.
+        """
+        pretrain, adversarial, _ = self.phases
+        data = self.config.data
+        source, target = data.source.modality, data.target.modality
+        translator = self.translator() if adversarial and self.step > pretrain else None
+        segmenter = self.nets.segmenter if self.step > pretrain + adversarial else None
+        return validate(self.data.test.get(source if translator is not None else target, []), translator, segmenter,
+                        source=source, target=target, image_size=data.image_size, context=data.context,
+                        num_classes=self.config.num_classes, device=self.device, limit_slices=limit_slices)
+
     # --- loop ------------------------------------------------------------------------------------
     def fit(self) -> Path:
         """Train to the last step; returns the run folder."""
@@ -254,7 +272,7 @@ class Trainer:
                 if self.step % t.image_every == 0 and hasattr(self, "_last_outputs"):
                     feedback.images(self.step, *self._last_outputs)
                 if self.step % t.validate_every == 0 or self.step == self.total_steps:
-                    feedback.scalars(self.step, validate(self, limit_slices=32))
+                    feedback.scalars(self.step, self.validation_scores())
                 if self.step % t.checkpoint_every == 0 or self.step == self.total_steps:
                     self.save()
                     self.dist.barrier()

@@ -33,6 +33,7 @@ from sasan.inference import volume as inference_volume
 from sasan.inference.engine import Engine
 from sasan.inference.fast_modules import InstanceNorm, optimize_for_inference
 from sasan.inference.postprocess import keep_largest_foreground_component
+from sasan.inference.slicewise import context_indices, segment_slices
 from sasan.inference.window import SliceWindow
 
 TINY = {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8], "decoder_widths": [8, 4, 4],
@@ -331,6 +332,31 @@ def test_window_gives_edge_replicated_context():
     assert stacks.tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
     window.release_before(3)
     assert sorted(window.slices) == [2, 3]
+
+
+def test_context_indices_repeat_the_edge_slices():
+    assert context_indices(0, 4, 4, 3).tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
+    assert context_indices(1, 2, 2, 5).tolist() == [[0, 0, 1, 1, 1]]
+
+
+def test_segment_slices_equals_the_slice_at_a_time_path(tiny_model, phantom):
+    # The no-adaptation baseline of scripts/head_model/evaluate.py was written this way, with numpy helpers.
+    volume, _ = phantom
+    card = tiny_model.card
+    axis = slicing_axis(volume, card.slicing_axis)
+    imap = fit_intensity_map(volume.array, card.normalization_config("CT"))
+    stack = normalize(to_slice_stack(volume.array, axis), imap)
+    segmenter = tiny_model.segmenter("MR")
+    expected = []
+    with torch.no_grad():
+        for index in range(len(stack)):
+            square = fit_to_square(context_stack(stack, index, card.context), card.image_size, "image")
+            logits = segmenter(torch.from_numpy(square)[None]).float()[0].numpy()
+            expected.append(restore_from_square(logits, stack.shape[1:], "image").argmax(0))
+    got = segment_slices(segmenter, torch.from_numpy(np.ascontiguousarray(stack)), context=card.context,
+                         size=card.image_size, batch_size=1, device=torch.device("cpu"))
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.stack(expected))
 
 
 class _OutOfMemoryAbove(Engine):

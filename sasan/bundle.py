@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from .card import CARD_KEY, ModelCard, ModelFileError, read_card, request_problem
-from .models import build_attention, build_generator, build_segmenter
+from .models import build_segmenter
+from .models.translator import attention_name, build_translator, generator_name, segmenter_name
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,9 @@ FILE_MODE = 0o644  # model files are meant to be shared: readable by all, like a
 def expected_networks(card: ModelCard) -> dict[str, nn.Module]:
     """Freshly initialised networks with exactly the names and shapes the card promises."""
     config = card.model_config
-    networks: dict[str, nn.Module] = {}
-    if config.attention:
-        for modality in card.modalities:
-            networks[f"attention.{modality}"] = build_attention(config, card.context, card.num_classes)
-    for source, target in card.directions:
-        networks[f"generator.{source}_to_{target}"] = build_generator(config, card.context)
+    networks = build_translator(config, card.context, card.num_classes, card.modalities, card.directions)
     for modality in card.segmenters:
-        networks[f"segmenter.{modality}"] = build_segmenter(config, card.context, card.num_classes)
+        networks[segmenter_name(modality)] = build_segmenter(config, card.context, card.num_classes)
     return networks
 
 
@@ -134,16 +130,16 @@ class SASANModel:
     networks: dict[str, nn.Module]
 
     def attention(self, modality: str) -> Optional[nn.Module]:
-        return self.networks.get(f"attention.{modality}")
+        return self.networks.get(attention_name(modality))
 
     def generator(self, source: str, target: str) -> nn.Module:
         problem = request_problem(self.card, target, source=source, segment=False, attention=False)
         if problem:
             raise ModelFileError(problem)
-        return self.networks[f"generator.{source}_to_{target}"]
+        return self.networks[generator_name(source, target)]
 
     def segmenter(self, modality: str) -> Optional[nn.Module]:
-        return self.networks.get(f"segmenter.{modality}")
+        return self.networks.get(segmenter_name(modality))
 
     def to(self, device: Union[str, torch.device]) -> "SASANModel":
         for module in self.networks.values():

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from sasan.bundle import SASANModel
+from sasan.models.translator import translate
 from sasan.runtime import cpu_has_native_bf16
 
 from .fast_modules import optimize_for_inference
@@ -36,9 +37,7 @@ class Engine:
     def translate(self, stack: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """stack (B, context, S, S) float32 in [-1, 1] -> (centre slice (B, 1, S, S), maps (B, K, S, S) or None),
         both float32 on the engine's device."""
-        x = self.prepare_input(stack)
-        maps = self.attention(x)[0] if self.attention is not None else None
-        translated = self.generator(x, maps)
+        translated, maps, _ = translate(self.attention, self.generator, self.prepare_input(stack))
         centre = self.context // 2
         return translated[:, centre : centre + 1].float(), None if maps is None else maps.float()
 

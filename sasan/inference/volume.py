@@ -51,6 +51,7 @@ from sasan.runtime import (
 from .engine import Engine, build_engine
 from .errors import InferenceError, TranslationCancelled
 from .postprocess import apply_postprocessing
+from .slicewise import context_indices, labels_on_grid
 from .window import SliceWindow
 
 log = logging.getLogger(__name__)
@@ -261,8 +262,7 @@ class _VolumeRun:
         """Normalised, squared 2.5D stacks of slices ``start .. end - 1`` -> (B, context, S, S) on the device."""
         low, high = max(0, start - self.half), min(self.count, end + self.half)
         slab = torch.from_numpy(normalize(self.source[low:high], self.source_map)).to(self.engine.device)
-        offsets = np.arange(-self.half, self.half + 1)
-        indices = np.clip(np.arange(start, end)[:, None] + offsets[None, :], 0, self.count - 1) - low
+        indices = context_indices(start, end, self.count, self.engine.context) - low
         stacks = slab[torch.from_numpy(indices).to(self.engine.device)]
         return fit_to_square_tensor(stacks, self.image_size, "image")
 
@@ -276,9 +276,7 @@ class _VolumeRun:
             self._check_cancel()
             end = min(ready, start + self.batch)
             try:
-                logits = self.engine.segment(self.window.stacks(start, end))
-                labels = restore_from_square_tensor(logits, shape, "image").argmax(dim=1)
-                labels = labels.to(torch.uint8).cpu().numpy()
+                labels = labels_on_grid(self.engine.segment(self.window.stacks(start, end)), shape).cpu().numpy()
             except torch.OutOfMemoryError:
                 if not self._recover_from_out_of_memory():
                     raise

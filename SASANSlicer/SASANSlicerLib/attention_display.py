@@ -26,6 +26,17 @@ def release_attention_node(node) -> None:
     node.RemoveAttribute(ATTENTION_OF_ATTRIBUTE)
 
 
+def nodes_of_class(scene, class_name: str) -> list:
+    """The nodes of ``scene`` that are ``class_name`` or one of its subclasses, in scene order.
+
+    Indexed by class, so nothing is allocated: ``vtkMRMLScene.GetNodesByClass`` returns a new collection the
+    caller must release (vtkMRMLScene.h), which Python does not, so every call would keep the listed nodes
+    alive after they leave the scene; ``slicer.util.getNodesByClass`` releases it but queries
+    ``slicer.mrmlScene`` whatever scene it is given.
+    """
+    return [scene.GetNthNodeByClass(index, class_name) for index in range(scene.GetNumberOfNodesByClass(class_name))]
+
+
 def _is_attention_node(scene, node_id: Optional[str]) -> bool:
     node = scene.GetNodeByID(node_id) if node_id else None
     return node is not None and node.GetAttribute(ATTENTION_INDEX_ATTRIBUTE) is not None
@@ -35,9 +46,7 @@ def find_attention_nodes(source_node) -> tuple[list, Optional[object]]:
     """The attention maps made from ``source_node`` (ordered 1..K) and their overview (or None)."""
     scene = source_node.GetScene()
     maps, overview = [], None
-    nodes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")  # labelmaps are scalar volume subclasses
-    for position in range(nodes.GetNumberOfItems()):
-        node = nodes.GetItemAsObject(position)
+    for node in nodes_of_class(scene, "vtkMRMLScalarVolumeNode"):  # labelmaps are scalar volume subclasses
         if node.GetAttribute(ATTENTION_OF_ATTRIBUTE) != source_node.GetID():
             continue
         index = int(node.GetAttribute(ATTENTION_INDEX_ATTRIBUTE) or 0)
@@ -57,11 +66,6 @@ def attention_choices(maps: list, overview: Optional[object]) -> list[tuple[str,
     return choices
 
 
-def _slice_composite_nodes(scene) -> list:
-    nodes = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
-    return [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
-
-
 def show_attention(node, opacity: float, scene=None) -> int:
     """Overlay an attention node on every slice view; ``node=None`` hides all attention overlays.
 
@@ -72,7 +76,7 @@ def show_attention(node, opacity: float, scene=None) -> int:
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must lie in 0..1; got {opacity}")
     scene = scene if scene is not None else (node.GetScene() if node is not None else slicer.mrmlScene)
-    composites = _slice_composite_nodes(scene)
+    composites = nodes_of_class(scene, "vtkMRMLSliceCompositeNode")
     is_overview = node is not None and node.IsA("vtkMRMLLabelMapVolumeNode")
     for composite in composites:
         if _is_attention_node(scene, composite.GetForegroundVolumeID()):

@@ -4,8 +4,6 @@ import pytest
 
 pytest.importorskip("slicer", reason="the MRML glue needs the slicer-core wheel")
 
-from slicer_glue_helpers import node_ids  # noqa: E402
-from sasan.data.volume import Volume  # noqa: E402
 from SASANSlicerLib.attention import (  # noqa: E402
     ATTENTION_COLOR_NODE_IDS,
     attention_nodes_from_maps,
@@ -13,7 +11,9 @@ from SASANSlicerLib.attention import (  # noqa: E402
 )
 from SASANSlicerLib.attention_display import find_attention_nodes, release_attention_node, show_attention  # noqa: E402
 from SASANSlicerLib.nodes import node_from_volume, volume_from_node  # noqa: E402
+from slicer_glue_helpers import node_ids  # noqa: E402
 
+from sasan.data.volume import Volume  # noqa: E402
 
 GEOMETRY = dict(spacing=(1.0, 1.0, 3.0), origin=(5.0, -5.0, 0.0))
 
@@ -116,3 +116,18 @@ def test_show_attention_without_views_changes_nothing(scene):
     reference, maps = reference_and_maps(scene, count=1)
     (node,) = attention_nodes_from_maps(maps, "MR attention", reference)
     assert show_attention(node, 0.5) == 0
+
+
+def test_finding_and_showing_maps_keeps_no_reference_to_any_node(scene):
+    """vtkMRMLScene.GetNodesByClass returns a collection its caller must release; a leaked one holds a
+    reference to every node it lists, so a volume deleted from the scene would stay in memory."""
+    reference, maps = reference_and_maps(scene)
+    nodes = attention_nodes_from_maps(maps, "MR attention", reference)
+    composites = composite_nodes(scene)
+    watched = [reference, *nodes, *composites]
+    before = [node.GetReferenceCount() for node in watched]
+    for _ in range(3):
+        find_attention_nodes(reference)
+        show_attention(nodes[0], 0.5, scene)
+        show_attention(None, 0.5, scene)
+    assert [node.GetReferenceCount() for node in watched] == before

@@ -3,21 +3,41 @@
 Attention nodes carry the attributes ``SASAN.AttentionOf`` (the input node's ID, while they are that
 input's current maps) and ``SASAN.AttentionIndex`` (1..K for the maps, 0 for the all-maps overview);
 attributes are saved with the scene, so the module finds the maps again after reloading it.
+
+A map is shown thresholded: voxels attending less than ``LOW_ATTENTION`` are transparent, so where a map does
+not attend the slice views show the input unchanged (unthresholded, attention 0 takes the colour table's first
+colour, black for Inferno, and the overlay darkens the whole slice).
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import slicer
 
 ATTENTION_OF_ATTRIBUTE = "SASAN.AttentionOf"
 ATTENTION_INDEX_ATTRIBUTE = "SASAN.AttentionIndex"
+LOW_ATTENTION = 0.1  # of 0..1: less than this is transparent in the slice views
+MAP_RANGE = (0.0, 255.0)  # uint8 voxels: attention 0..1
 
 
 def tag_attention_node(node, source_node, index: int) -> None:
     """Mark ``node`` as map ``index`` (0: the overview) of ``source_node``'s current attention maps."""
     node.SetAttribute(ATTENTION_OF_ATTRIBUTE, source_node.GetID())
     node.SetAttribute(ATTENTION_INDEX_ATTRIBUTE, str(index))
+
+
+def show_only_attended(display_node, low_attention: float = LOW_ATTENTION) -> None:
+    """Set an attention map's scalar display: window fixed to the map range (maps and runs compare at a
+    glance) and a threshold that makes voxels attending less than ``low_attention`` (0..1) transparent."""
+    if not 0.0 <= low_attention <= 1.0:
+        raise ValueError(f"low_attention must lie in 0..1; got {low_attention}")
+    low, high = MAP_RANGE
+    display_node.SetAutoWindowLevel(False)
+    display_node.SetWindowLevelMinMax(low, high)
+    display_node.SetAutoThreshold(False)
+    display_node.SetThreshold(math.ceil(low + low_attention * (high - low)), high)
+    display_node.SetApplyThreshold(True)
 
 
 def release_attention_node(node) -> None:
@@ -69,9 +89,10 @@ def attention_choices(maps: list, overview: Optional[object]) -> list[tuple[str,
 def show_attention(node, opacity: float, scene=None) -> int:
     """Overlay an attention node on every slice view; ``node=None`` hides all attention overlays.
 
-    A map goes to the foreground layer, the overview (a label volume) to the label layer, each with
-    ``opacity`` (0..1).  Layers holding anything other than attention nodes are left alone.  Works on
-    whatever slice composite nodes the scene has (none without views); returns how many were changed.
+    A map goes to the foreground layer, thresholded (``show_only_attended``), the overview (a label volume,
+    0 transparent) to the label layer, each with ``opacity`` (0..1).  Layers holding anything other than
+    attention nodes are left alone.  Works on whatever slice composite nodes the scene has (none without
+    views); returns how many were changed.
     """
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must lie in 0..1; got {opacity}")
@@ -91,4 +112,7 @@ def show_attention(node, opacity: float, scene=None) -> int:
         else:
             composite.SetForegroundVolumeID(node.GetID())
             composite.SetForegroundOpacity(opacity)
+    display = node.GetDisplayNode() if node is not None and not is_overview else None
+    if display is not None and not display.GetApplyThreshold():  # a map of a scene saved before thresholds
+        show_only_attended(display)
     return len(composites)

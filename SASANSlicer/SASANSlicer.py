@@ -15,6 +15,8 @@ import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -29,26 +31,27 @@ from SASANSlicerLib.progress import CancelToken, RunCancelled, progress_text
 MODULE_DIR = Path(__file__).resolve().parent
 REQUIREMENTS_FILE = MODULE_DIR / "Resources" / "SASANSlicer-requirements.txt"
 BROWSE = "<browse>"  # item data of the model selector's "Browse..." entry
+DOCUMENTATION_URL = "https://github.com/SASAN-for-3D-Slicer/SlicerSASAN#readme"
 
 
 class SASANSlicer(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "SASAN"
-        self.parent.categories = ["Image Synthesis"]
+        self.parent.title = _("SASAN")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Image Synthesis")]
         self.parent.dependencies = []
-        self.parent.contributors = ["SASAN for 3D Slicer developers"]
-        self.parent.helpText = """
+        self.parent.contributors = ["SASAN for 3D Slicer developers (SASAN-for-3D-Slicer)"]
+        self.parent.helpText = _("""
 Translates a CT volume into an MRI-like volume or the reverse with a SASAN model
 (Self-Attentive Spatial Adaptive Normalization), segments the translated anatomy and shows the
 model's attention maps. Results overlay the input exactly. For research, not for diagnosis.
 Pick an input volume and a model, then Apply; Apply turns into Cancel while the run goes on.
 Train your own models with the SASAN Trainer module.
-"""
-        self.parent.acknowledgementText = """
+""") + f'<p><a href="{DOCUMENTATION_URL}">{_("Documentation")}</a></p>'
+        self.parent.acknowledgementText = _("""
 Method: D. Tomar, M. Lortkipanidze, G. Vray, B. Bozorgtabar, J.-P. Thiran, "Self-Attentive Spatial
 Adaptive Normalization for Cross-Modality Domain Adaptation", IEEE Transactions on Medical Imaging 2021.
-"""
+""")
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
@@ -68,7 +71,7 @@ def registerSampleData():
         logging.warning("SASAN: the phantom samples could not be made now; the Sample Data button retries",
                         exc_info=True)
     if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer >= 5.12
-        SampleData.SampleDataLogic.registerCustomSampleDataCategory(sample_data.SAMPLE_CATEGORY, "SASAN")
+        SampleData.SampleDataLogic.registerCustomSampleDataCategory(sample_data.SAMPLE_CATEGORY, _("SASAN"))
     icon = MODULE_DIR / "Resources" / "Icons" / "SASANSlicer.png"
     for source in sample_data.phantom_sample_sources(icon):
         SampleData.SampleDataLogic.registerCustomSampleDataSource(**source, customDownloader=_loadPhantomSample)
@@ -89,7 +92,7 @@ def _loadPhantomSample(source):
     """Sample Data button: make the phantom files if missing, then load ``source`` as ``downloadSample`` does."""
     import SampleData
 
-    with slicer.util.tryWithErrorDisplay("Could not make the SASAN phantom samples.", waitCursor=True):
+    with slicer.util.tryWithErrorDisplay(_("Could not make the SASAN phantom samples."), waitCursor=True):
         SASANSlicerLogic.ensureEngine()
         sample_data.prepare_phantom_samples()
         return SampleData.SampleDataLogic().downloadFromSource(source)
@@ -111,7 +114,7 @@ class SASANSlicerParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelPath: str = ""
     target: Annotated[str, Choice(["MR", "CT"])] = "MR"
-    device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
+    device: Annotated[str, Choice(environment.device_choices())] = "auto"
     segment: bool = True
     attention: bool = False
     outputVolume: vtkMRMLScalarVolumeNode
@@ -386,7 +389,7 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
                 return False
             problem = environment.torch_problem()
             if problem is not None or torchWasImported:
-                slicer.util.errorDisplay(problem or "PyTorch was updated: restart Slicer to use it.")
+                slicer.util.errorDisplay(problem or _("PyTorch was updated: restart Slicer to use it."))
                 return False
         return SASANSlicerLogic.ensurePackages(REQUIREMENTS_FILE, "SASAN")
 

@@ -14,6 +14,8 @@ import qt
 import vtk
 
 import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -33,20 +35,20 @@ STOP_GRACE_MS = 10000  # after asking the process to stop, kill it if it is stil
 class SASANTrainer(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "SASAN Trainer"
-        self.parent.categories = ["Image Synthesis"]
+        self.parent.title = _("SASAN Trainer")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Image Synthesis")]
         self.parent.dependencies = ["SASANSlicer"]
-        self.parent.contributors = ["SASAN for 3D Slicer developers"]
-        self.parent.helpText = """
+        self.parent.contributors = ["SASAN for 3D Slicer developers (SASAN-for-3D-Slicer)"]
+        self.parent.helpText = _("""
 Trains a SASAN model (CT/MRI translation with segmentation) from a YAML configuration, in a
 background process: Slicer stays usable, the log and progress show here, and the resulting model file
 is offered to the SASAN module. Headless: Slicer --no-main-window --python-script
 SASANTrainer/SASANTrainerLib/train.py -- CONFIG.yaml [--resume] [--output DIR].
-"""
-        self.parent.acknowledgementText = """
+""") + '<p><a href="https://github.com/SASAN-for-3D-Slicer/SlicerSASAN#readme">' + _("Documentation") + "</a></p>"
+        self.parent.acknowledgementText = _("""
 Method: D. Tomar et al., "Self-Attentive Spatial Adaptive Normalization for Cross-Modality Domain
 Adaptation", IEEE Transactions on Medical Imaging 2021.
-"""
+""")
 
 
 @parameterNodeWrapper

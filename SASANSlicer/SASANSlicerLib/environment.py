@@ -132,6 +132,12 @@ def torch_problem(minimum: str = MINIMUM_TORCH, version: Optional[str] = "instal
     return None
 
 
+def device_choices(platform: str = sys.platform) -> list[str]:
+    """The device selector's entries: ``auto`` (a CUDA GPU if there is one, else the CPU), ``cuda``, ``cpu``,
+    and on macOS ``mps`` (Apple GPUs: PyTorch's macOS builds have the MPS backend, the others do not)."""
+    return ["auto", "cuda", "cpu", *(["mps"] if platform == "darwin" else [])]
+
+
 def require_torch(minimum: str = MINIMUM_TORCH) -> None:
     """Raise ``PyTorchMissingError`` (saying how to get it) unless PyTorch ``minimum`` or newer is installed."""
     problem = torch_problem(minimum)

@@ -12,6 +12,7 @@ from SASANSlicerLib.environment import (
     EngineNotFoundError,
     InstallationRefusedError,
     dependency_problems,
+    device_choices,
     ensure_engine_importable,
     find_pip_ensure,
     install_missing,
@@ -111,6 +112,11 @@ def test_torch_problem_names_the_minimum_and_how_to_get_it():
     assert dependency_problems(["numpy"]) == []
     problems = dependency_problems(["numpy", "not-installed-xyz"], minimum_torch="99")
     assert len(problems) == 2 and "not-installed-xyz" in problems[1] and "numpy" not in problems[1]
+
+
+def test_device_choices_offer_mps_on_macos_only():
+    assert device_choices("linux") == device_choices("win32") == ["auto", "cuda", "cpu"]
+    assert device_choices("darwin") == ["auto", "cuda", "cpu", "mps"]
 
 
 def test_install_missing_asks_first_and_installs_only_what_is_missing(monkeypatch):

@@ -22,7 +22,8 @@ MODULES = ("SASANSlicer", "SASANTrainer")
 
 def cmake_commands(path: Path) -> list[tuple[str, list[str]]]:
     """(command, arguments) of a CMakeLists.txt: comments dropped, quoted arguments unquoted."""
-    text = "\n".join(re.sub(r'#(?=(?:[^"]*"[^"]*")*[^"]*$).*', "", line) for line in path.read_text(encoding="utf-8").splitlines())
+    lines = path.read_text(encoding="utf-8").splitlines()
+    text = "\n".join(re.sub(r'#(?=(?:[^"]*"[^"]*")*[^"]*$).*', "", line) for line in lines)
     commands = []
     for match in re.finditer(r"(\w+)\s*\(((?:[^()]|\([^()]*\))*)\)", text):
         arguments = [a[1:-1] if a.startswith('"') else a for a in re.findall(r'"[^"]*"|[^\s"]+', match.group(2))]
@@ -149,6 +150,41 @@ def test_start_up_code_imports_no_engine(path):
         assert top not in {"sasan", "torch", "yaml", "monai", "safetensors", "SimpleITK", "numpy"}, module
         engine_only = any(module.endswith(f"Lib.{name}") or module == f".{name}" for name in ENGINE_ONLY_LIB_MODULES)
         assert not engine_only, module
+
+
+CONTRIBUTOR = re.compile(r"[^(),]+ \([^()]+\)")  # "Name (Organisation)", as Slicer's templates ask
+
+
+def module_metadata(module: str) -> dict[str, ast.expr]:
+    """``self.parent.<name> = <value>`` of the module class's ``__init__``."""
+    tree = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == module]
+    (init,) = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+    return {t.attr: n.value for n in ast.walk(init) if isinstance(n, ast.Assign) for t in n.targets
+            if isinstance(t, ast.Attribute) and ast.unparse(t.value) == "self.parent"}
+
+
+def translated(node: ast.expr) -> bool:
+    """Every string in ``node`` is the argument of ``_()`` (``slicer.i18n.tr``); a markup tail may follow."""
+    calls = [n for n in ast.walk(node) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "_"]
+    return bool(calls) and all(isinstance(c.args[0], ast.Constant) for c in calls)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_texts_are_translatable_and_contributors_name_their_organisation(module):
+    source = (ROOT / module / f"{module}.py").read_text(encoding="utf-8")
+    assert "from slicer.i18n import tr as _" in source
+    metadata = module_metadata(module)
+    for name in ("title", "helpText", "acknowledgementText"):
+        assert translated(metadata[name]), f"{module}: parent.{name} is not passed through _()"
+    assert ast.unparse(metadata["categories"]) == "[translate('qSlicerAbstractCoreModule', 'Image Synthesis')]"
+    contributors = ast.literal_eval(metadata["contributors"])
+    assert contributors and all(CONTRIBUTOR.fullmatch(c) for c in contributors), contributors
+
+
+def test_device_choice_offers_mps_where_torch_has_it():
+    annotations = parameter_annotations("SASANSlicer")
+    assert annotations["device"] == "Annotated[str, Choice(environment.device_choices())]"
 
 
 def ui_widgets(path: Path) -> dict[str, ElementTree.Element]:

@@ -14,7 +14,7 @@ pytest.importorskip("slicer", reason="loading the module files needs the slicer-
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent(r'''
-    import os, sys, types, urllib.request
+    import os, re, sys, types, urllib.request
     sys.path[:0] = [{slicer_dir!r}, {trainer_dir!r}]
     import slicer
 
@@ -32,6 +32,7 @@ SCRIPT = textwrap.dedent(r'''
     slicer.app = types.SimpleNamespace(connect=lambda signal, slot: connections.append((signal, slot)),
                                        testingEnabled=lambda: True)  # as under ctest
     stub("qt")
+    stub("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text)
     stub("ctk")
     stub("slicer.ScriptedLoadableModule", ScriptedLoadableModule=Base, ScriptedLoadableModuleLogic=Base,
          ScriptedLoadableModuleWidget=Base, ScriptedLoadableModuleTest=Base)
@@ -51,6 +52,7 @@ SCRIPT = textwrap.dedent(r'''
     SASANTrainer.SASANTrainer(types.SimpleNamespace())
     assert parent.title == "SASAN" and parent.categories == ["Image Synthesis"]
     assert connections == [("startupCompleted()", SASANSlicer.registerSampleData)]
+    assert parent.contributors and all(re.fullmatch(r"[^()]+ \([^()]+\)", c) for c in parent.contributors)
     sys.modules["torch"] = sys.modules["yaml"] = None  # the phantom samples need neither: importing them fails
     SASANSlicer.registerSampleData()
     assert [s["sampleName"] for s in registered] == ["SASANPhantomCT", "SASANPhantomMR"]

@@ -525,7 +525,10 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
         volume = SampleData.downloadSample("SASANPhantomCT")
         self.assertTrue(volume is not None and volume.IsA("vtkMRMLScalarVolumeNode"))
         self.assertEqual(volume.GetName(), "SASANPhantomCT")
-        self.assertEqual(volume.GetImageData().GetDimensions(), (sample_data.PHANTOM_SIZE,) * 3)
+        import SimpleITK as sitk  # bundled with Slicer
+
+        made = sitk.ReadImage(str(sample_data.phantom_sample_file("CT")))
+        self.assertEqual(volume.GetImageData().GetDimensions(), made.GetSize())
         self.delayDisplay("Test passed")
 
     def test_PhantomTranslation(self):

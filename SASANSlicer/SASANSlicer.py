@@ -5,6 +5,7 @@ Everything that computes or touches the scene lives in ``SASANSlicerLib`` (testa
 application) and in the ``sasan`` engine, which is imported only when first needed.
 """
 import logging
+import sys
 import traceback
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,6 +15,8 @@ import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -28,47 +31,50 @@ from SASANSlicerLib.progress import CancelToken, RunCancelled, progress_text
 MODULE_DIR = Path(__file__).resolve().parent
 REQUIREMENTS_FILE = MODULE_DIR / "Resources" / "SASANSlicer-requirements.txt"
 BROWSE = "<browse>"  # item data of the model selector's "Browse..." entry
+DOCUMENTATION_URL = "https://github.com/SASAN-for-3D-Slicer/SlicerSASAN#readme"
 
 
 class SASANSlicer(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "SASAN"
-        self.parent.categories = ["Image Synthesis"]
+        self.parent.title = _("SASAN")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Image Synthesis")]
         self.parent.dependencies = []
-        self.parent.contributors = ["SASAN for 3D Slicer developers"]
-        self.parent.helpText = """
+        self.parent.contributors = ["SASAN for 3D Slicer developers (SASAN-for-3D-Slicer)"]
+        self.parent.helpText = _("""
 Translates a CT volume into an MRI-like volume or the reverse with a SASAN model
 (Self-Attentive Spatial Adaptive Normalization), segments the translated anatomy and shows the
 model's attention maps. Results overlay the input exactly. For research, not for diagnosis.
 Pick an input volume and a model, then Apply; Apply turns into Cancel while the run goes on.
 Train your own models with the SASAN Trainer module.
-"""
-        self.parent.acknowledgementText = """
+""") + f'<p><a href="{DOCUMENTATION_URL}">{_("Documentation")}</a></p>'
+        self.parent.acknowledgementText = _("""
 Method: D. Tomar, M. Lortkipanidze, G. Vray, B. Bozorgtabar, J.-P. Thiran, "Self-Attentive Spatial
 Adaptive Normalization for Cross-Modality Domain Adaptation", IEEE Transactions on Medical Imaging 2021.
-"""
+""")
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 def registerSampleData():
-    """Phantom CT and MR volumes in the Sample Data module, made locally on first use (no download)."""
+    """Phantom CT and MR volumes in the Sample Data module, made locally (no download, no PyTorch).
+
+    ``SampleData.downloadSample(name)`` copies the registered ``file://`` URI and never calls the custom
+    downloader, so the files are made here when missing (about a second, once); the Sample Data button's
+    custom downloader makes them too, should that have failed.
+    """
     import SampleData
 
-    icon = str(MODULE_DIR / "Resources" / "Icons" / "SASANSlicer.png")
-    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer >= 5.9
-        SampleData.SampleDataLogic.registerCustomSampleDataCategory("SASAN", "SASAN")
-    for modality, sampleName in sample_data.PHANTOM_SAMPLES.items():
-        path = sample_data.phantom_sample_file(modality)
-        SampleData.SampleDataLogic.registerCustomSampleDataSource(
-            category="SASAN",
-            sampleName=sampleName,
-            thumbnailFileName=icon,
-            uris=path.resolve().as_uri(),
-            fileNames=path.name,
-            nodeNames=sampleName,
-            customDownloader=_loadPhantomSample,
-        )
+    try:
+        SASANSlicerLogic.ensureEngine()
+        sample_data.prepare_phantom_samples()
+    except Exception:
+        logging.warning("SASAN: the phantom samples could not be made now; the Sample Data button retries",
+                        exc_info=True)
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer >= 5.12
+        SampleData.SampleDataLogic.registerCustomSampleDataCategory(sample_data.SAMPLE_CATEGORY, _("SASAN"))
+    icon = MODULE_DIR / "Resources" / "Icons" / "SASANSlicer.png"
+    for source in sample_data.phantom_sample_sources(icon):
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(**source, customDownloader=_loadPhantomSample)
 
 
 def ensureDependenciesOrExplain(ensure) -> bool:
@@ -83,13 +89,13 @@ def ensureDependenciesOrExplain(ensure) -> bool:
 
 
 def _loadPhantomSample(source):
-    """Sample Data button: generate (first time) and load the phantom volume of ``source``."""
-    modality = next(m for m, name in sample_data.PHANTOM_SAMPLES.items() if name == source.sampleName)
-    with slicer.util.tryWithErrorDisplay(f"Could not make the SASAN {modality} phantom.", waitCursor=True):
-        logic = SASANSlicerLogic()
-        if ensureDependenciesOrExplain(logic.ensureDependencies):
-            return logic.loadPhantomSample(modality)
-    return None
+    """Sample Data button: make the phantom files if missing, then load ``source`` as ``downloadSample`` does."""
+    import SampleData
+
+    with slicer.util.tryWithErrorDisplay(_("Could not make the SASAN phantom samples."), waitCursor=True):
+        SASANSlicerLogic.ensureEngine()
+        sample_data.prepare_phantom_samples()
+        return SampleData.SampleDataLogic().downloadFromSource(source)
 
 
 @parameterNodeWrapper
@@ -108,7 +114,7 @@ class SASANSlicerParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelPath: str = ""
     target: Annotated[str, Choice(["MR", "CT"])] = "MR"
-    device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
+    device: Annotated[str, Choice(environment.device_choices())] = "auto"
     segment: bool = True
     attention: bool = False
     outputVolume: vtkMRMLScalarVolumeNode
@@ -370,33 +376,43 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def ensureDependencies() -> bool:
-        """torch from the PyTorch extension, other packages by pip, each after the user agrees."""
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        """What a translation imports: PyTorch >= MINIMUM_TORCH from the PyTorch extension, the requirements
+        file's packages by pip, each after the user agrees; nothing is installed while Slicer runs tests
+        (``InstallationRefusedError`` names what is missing)."""
+        problem = environment.torch_problem()
+        if problem is not None:
+            environment.refuse_in_testing([f"torch>={environment.MINIMUM_TORCH}"], slicer.app.testingEnabled())
             try:
                 import PyTorchUtils
             except ImportError:
-                slicer.util.errorDisplay("SASAN needs PyTorch: install the 'PyTorch' extension from the "
-                                         "Extensions Manager, restart Slicer and try again.")
+                slicer.util.errorDisplay(problem)
                 return False
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
+            torchWasImported = "torch" in sys.modules
+            requirement = f">={environment.MINIMUM_TORCH}"
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
+                                                             torchVersionRequirement=requirement) is None:
+                return False
+            problem = environment.torch_problem()
+            if problem is not None or torchWasImported:
+                slicer.util.errorDisplay(problem or _("PyTorch was updated: restart Slicer to use it."))
                 return False
         return SASANSlicerLogic.ensurePackages(REQUIREMENTS_FILE, "SASAN")
 
     @staticmethod
     def ensurePackages(requirementsFile: Path, purpose: str) -> bool:
-        """pip-install the packages of ``requirementsFile`` that are missing, once the user agrees."""
+        """pip-install the packages of ``requirementsFile`` that are missing or too old, once the user agrees,
+        keeping torch and numpy as they are (``slicer.packaging.pip_ensure`` where Slicer has it)."""
 
-        def install(requirements):
+        def pipInstall(arguments):
             with slicer.util.WaitCursor():
-                slicer.util.pip_install(requirements)
+                slicer.util.pip_install(arguments)
 
         return environment.install_missing(
             environment.read_requirements(requirementsFile),
             confirm=lambda message: slicer.util.confirmOkCancelDisplay(message, f"{purpose}: install Python packages"),
-            install=install,
+            install=environment.pip_installer(environment.find_pip_ensure(), pipInstall, purpose),
             purpose=purpose,
+            testing=slicer.app.testingEnabled(),
         )
 
     @staticmethod
@@ -450,19 +466,47 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
         return slicer.util.loadVolume(str(path), {"name": sample_data.PHANTOM_SAMPLES[modality]})
 
 
+def requireTestDependencies(testCase, requirementsFiles=(), torch: bool = False) -> None:
+    """Shared set-up of the self-tests: the engine importable and, for a test that translates or trains, PyTorch
+    and the packages of ``requirementsFiles``.  While Slicer runs tests (ctest, ``--testing``) nothing is
+    installed and a test whose packages are missing is skipped saying which; "Reload and Test" in the
+    application offers to install them first."""
+    SASANSlicerLogic.ensureEngine()
+    requirements = [r for path in requirementsFiles for r in environment.read_requirements(path)]
+    problems = environment.dependency_problems(requirements, torch)
+    if problems and not slicer.app.testingEnabled():
+        ensure = [SASANSlicerLogic.ensureDependencies] if torch else []
+        ensure += [lambda path=path: SASANSlicerLogic.ensurePackages(path, "SASAN tests") for path in requirementsFiles]
+        if all(ensureDependenciesOrExplain(step) for step in ensure):
+            problems = environment.dependency_problems(requirements, torch)
+    if problems:
+        testCase.skipTest("; ".join(problems))
+
+
 class SASANSlicerTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer (Developer mode > Reload and Test, or ctest)."""
+    """Runs inside Slicer (Developer mode > Reload and Test, or ctest).
+
+    Each test starts with ``requireDependencies``, so the tests pass in any order (ctest runs them
+    alphabetically, each on its own) and never install packages while Slicer runs tests.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_RefusesVectorVolume()
-        self.setUp()
-        self.test_PhantomTranslation()
-        self.setUp()
-        self.test_CancelAddsNothing()
+        import unittest
+
+        for test in (self.test_RefusesVectorVolume, self.test_SampleDataLoadsPhantom, self.test_PhantomTranslation,
+                     self.test_CancelAddsNothing):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as reason:
+                self.delayDisplay(f"{test.__name__} skipped: {reason}")
+
+    def requireDependencies(self, translation: bool) -> None:
+        """The engine, and with ``translation`` what a translation imports (see ``requireTestDependencies``)."""
+        requireTestDependencies(self, [REQUIREMENTS_FILE] if translation else [], torch=translation)
 
     def _shippedModel(self):
         found = models.find_models(models.model_folders(MODULE_DIR))
@@ -471,14 +515,12 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
         return found[0].path
 
     def test_RefusesVectorVolume(self):
+        self.requireDependencies(translation=False)
         self.delayDisplay("A colour volume is refused with a clear message")
         import numpy as np
-
-        logic = SASANSlicerLogic()
-        self.assertTrue(logic.ensureDependencies())
-        logic.ensureEngine()
         from SASANSlicerLib.nodes import UnsupportedVolumeError
 
+        logic = SASANSlicerLogic()
         colour = slicer.util.addVolumeFromArray(np.zeros((4, 5, 6, 3), np.uint8), name="photo",
                                                 nodeClassName="vtkMRMLVectorVolumeNode")
         before = slicer.mrmlScene.GetNumberOfNodes()
@@ -487,10 +529,25 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
         self.delayDisplay("Test passed")
 
+    def test_SampleDataLoadsPhantom(self):
+        self.requireDependencies(translation=False)
+        self.delayDisplay("SampleData.downloadSample loads the phantom CT without the Sample Data button")
+        import SampleData
+
+        registerSampleData()
+        volume = SampleData.downloadSample("SASANPhantomCT")
+        self.assertTrue(volume is not None and volume.IsA("vtkMRMLScalarVolumeNode"))
+        self.assertEqual(volume.GetName(), "SASANPhantomCT")
+        import SimpleITK as sitk  # bundled with Slicer
+
+        made = sitk.ReadImage(str(sample_data.phantom_sample_file("CT")))
+        self.assertEqual(volume.GetImageData().GetDimensions(), made.GetSize())
+        self.delayDisplay("Test passed")
+
     def test_PhantomTranslation(self):
+        self.requireDependencies(translation=True)
         self.delayDisplay("Translate the CT phantom to MR, with segmentation and attention maps")
         logic = SASANSlicerLogic()
-        self.assertTrue(logic.ensureDependencies())
         modelPath = self._shippedModel()
         card = logic.readModelCard(str(modelPath))
         inputVolume = logic.loadPhantomSample("CT")
@@ -511,10 +568,13 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
             names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
             self.assertEqual(names, [label["name"] for label in card.labels])
         self.assertEqual(len(result.attentionNodes), card.model_config.num_maps)
+        for node in result.attentionNodes:  # attention near 0 leaves the input visible
+            self.assertTrue(node.GetDisplayNode().GetApplyThreshold())
         self.assertTrue(fractions and max(fractions) <= 1.0)
         self.delayDisplay("Test passed")
 
     def test_CancelAddsNothing(self):
+        self.requireDependencies(translation=True)
         self.delayDisplay("A cancelled run adds nothing")
         logic = SASANSlicerLogic()
         modelPath = self._shippedModel()

@@ -1,4 +1,10 @@
-"""Phantom sample volumes for the Sample Data module: made locally by the engine, cached, never downloaded."""
+"""Phantom sample volumes for the Sample Data module: made locally by the engine, cached, never downloaded.
+
+Making one needs numpy, scipy and SimpleITK (all bundled with Slicer) and the engine's phantom code, not
+PyTorch or PyYAML.  The Sample Data module loads a registered source by copying its URI into Slicer's cache
+(``SampleDataLogic.downloadFromSource``; only its button calls a custom downloader), so the files are made
+before the sources are registered and ``SampleData.downloadSample(name)`` finds them.
+"""
 from __future__ import annotations
 
 import logging
@@ -12,6 +18,7 @@ logger = logging.getLogger(__name__)
 PHANTOM_SAMPLES = {"CT": "SASANPhantomCT", "MR": "SASANPhantomMR"}  # modality -> sample and node name
 PHANTOM_SEEDS = {"CT": 101, "MR": 202}  # different anatomies, as in unpaired data
 PHANTOM_SIZE = 96
+SAMPLE_CATEGORY = "SASAN"
 
 
 def sample_cache_dir() -> Path:
@@ -52,3 +59,20 @@ def phantom_sample_path(modality: str, cache_dir: Optional[Path] = None) -> Path
         raise
     logger.info("wrote the %s phantom sample to %s", modality, path)
     return path
+
+
+def prepare_phantom_samples(cache_dir: Optional[Path] = None) -> dict[str, Path]:
+    """Every phantom sample file, made where missing: modality -> path."""
+    return {modality: phantom_sample_path(modality, cache_dir) for modality in PHANTOM_SAMPLES}
+
+
+def phantom_sample_sources(thumbnail: Path, cache_dir: Optional[Path] = None) -> list[dict]:
+    """Keyword arguments of ``SampleDataLogic.registerCustomSampleDataSource`` for each phantom sample: its
+    cached file as a ``file://`` URI, loaded into a node named like the sample (the custom downloader, for the
+    button, is the module's)."""
+    sources = []
+    for modality, name in PHANTOM_SAMPLES.items():
+        path = phantom_sample_file(modality, cache_dir).resolve()
+        sources.append(dict(category=SAMPLE_CATEGORY, sampleName=name, thumbnailFileName=str(thumbnail),
+                            uris=path.as_uri(), fileNames=path.name, nodeNames=name))
+    return sources

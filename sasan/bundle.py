@@ -14,8 +14,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -23,6 +21,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from .atomic import atomic_file
 from .config import ConfigError, CropError, LabelSpec, ModelConfig, crop_from_dict, section_from_dict
 from .models import build_attention, build_generator, build_segmenter
 
@@ -36,7 +35,6 @@ INTENDED_USE = "research; not for diagnosis"
 POSTPROCESSING_OPTIONS: dict[str, type] = {"largest_foreground_component": bool}
 # What a modality's normalization entry may hold; "crop" is optional (older cards take whole slices).
 NORMALIZATION_KEYS = {"config", "reference", "crop"}
-FILE_MODE = 0o644  # model files are meant to be shared: readable by all, like any other written file
 
 
 class ModelFileError(ValueError):
@@ -211,20 +209,13 @@ def save(path: Union[str, Path], card: ModelCard, networks: dict[str, nn.Module]
     _check_tensors(card, tensors)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise type(error)(f"{path}: cannot write into this folder ({error.strerror or error})") from None
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata={CARD_KEY: card.to_json()})
-        os.chmod(temporary, FILE_MODE)  # mkstemp creates 0600, which would hide the model from other users
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if not isinstance(error, (OSError, SafetensorError)):  # safetensors reports a full disk as its own error
-            raise
-        reason = getattr(error, "strerror", None) or str(error)
-        raise OSError(f"{path}: could not be written ({reason}); nothing was left behind") from None
+    with atomic_file(path) as temporary:
+        try:
+            save_file(tensors, str(temporary), metadata={CARD_KEY: card.to_json()})
+        except SafetensorError as error:  # how safetensors reports a full disk
+            raise OSError(str(error)) from None
     log.info("wrote model file %s (%d tensors)", path, len(tensors))
     return path
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -122,32 +121,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _phantom(args: argparse.Namespace) -> int:
-    """Generate into a hidden folder beside the output, then move it (or, with --overwrite, its files) in place."""
-    import shutil
-    import tempfile
-
+    """Generate into a hidden folder, then move it (or, with --overwrite, its files) in place."""
+    from .atomic import staged_folder
     from .data.phantom import write_phantom
 
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"{output} exists and is not a folder; choose another output")
-    used = output.is_dir() and any(output.iterdir())
-    if used and not args.overwrite:
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{output} already exists and is not empty; pass --overwrite to replace the "
                               "phantom's files in it (nothing else is deleted)")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial.", dir=output.parent))
-    try:
+    with staged_folder(output) as staging:
         write_phantom(staging, args.subjects, args.seed, args.size)
-        if not used:
-            os.replace(staging, output)  # a missing or empty folder is replaced as a whole
-        else:
-            for file in sorted(p for p in staging.rglob("*") if p.is_file()):
-                target = output / file.relative_to(staging)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(file, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     print(output)
     return 0
 

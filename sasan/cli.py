@@ -20,6 +20,7 @@ def _train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runtime import training_device
     from .training.distributed import DistributedContext
+    from .training.run_folder import default_run_folder
     from .training.trainer import Trainer
 
     config = load_config(args.config)
@@ -27,7 +28,7 @@ def _train(args: argparse.Namespace) -> int:
         config.training.steps = args.steps
     if args.device:
         config.training.device = args.device
-    run_dir = Path(args.output or config.output)
+    run_dir = Path(args.output) if args.output else default_run_folder(config)
     dist = DistributedContext.from_environment(training_device(config.training.device))
     try:
         Trainer(config, run_dir, resume=args.resume, dist=dist).fit()
@@ -41,12 +42,13 @@ def _train(args: argparse.Namespace) -> int:
 def _train_segmenter(args: argparse.Namespace) -> int:
     """The detached U-Net alone: a run whose only phase is the segmenter (adversarial steps = 0)."""
     from .config import load_config
+    from .training.run_folder import default_run_folder
     from .training.segmenter import train_segmenter
 
     config = load_config(args.config)
     if args.steps is not None:
         config.training.segmenter_steps = args.steps
-    run_dir = Path(args.output or f"{config.output}_segmenter")
+    run_dir = Path(args.output) if args.output else default_run_folder(config, segmenter=True)
     train_segmenter(config, run_dir, resume=args.resume, translator=args.translator)
     return 0
 

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_file, failure_reason
+from .run_folder import CHECKPOINT_DIR
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8})\.ckpt$")
 
 

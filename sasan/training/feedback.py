@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-log = logging.getLogger(__name__)
+from .run_folder import TENSORBOARD_DIR
 
-TENSORBOARD_DIR = "tensorboard"
+log = logging.getLogger(__name__)
 
 
 def _grid(images: torch.Tensor, rows: int = 4) -> torch.Tensor:

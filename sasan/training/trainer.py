@@ -19,7 +19,6 @@ from ..config import RunConfig, resolved_yaml
 from ..data.augment import augment_intensity
 from ..runtime import training_device
 from .checkpoint import (
-    CHECKPOINT_DIR,
     capture_rng,
     discard_partial_checkpoints,
     latest_checkpoint,
@@ -28,7 +27,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .distributed import DistributedContext
-from .feedback import TENSORBOARD_DIR, Feedback
+from .feedback import Feedback
 from .networks import ExponentialAverage, SASANNetworks, make_optimisers, make_schedulers
 from .objectives import (
     PSEUDO_LABEL_CONFIDENCE,
@@ -36,13 +35,12 @@ from .objectives import (
     discriminator_objective,
     translator_objective,
 )
-from .run_data import INTENSITY_FILE, RunData, draw_batch, prepare_run_data, step_generator, write_intensity
+from .run_data import RunData, draw_batch, prepare_run_data, step_generator, write_intensity
+from .run_folder import CONFIG_FILE, RUN_FILES
 from .validation import validate
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
-RUN_FILES = {CONFIG_FILE, INTENSITY_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR}
 INTENSITY_SALT = 200   # keeps the segmenter's intensity draws apart from its batch draws (salt 100 + domain)
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Optional
 
 import qt
-import vtk
-
 import slicer
+import vtk
+from SASANSlicerLib.environment import ensure_engine_importable
+from SASANTrainerLib.command import TRAIN_SCRIPT, TrainingCommand, training_command
+from SASANTrainerLib.training_log import OutputReader, parse_progress
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -22,8 +24,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from SASANTrainerLib.command import TRAIN_SCRIPT, TrainingCommand, find_presets, training_command
-from SASANTrainerLib.training_log import OutputReader, parse_progress
 
 MODULE_DIR = Path(__file__).resolve().parent
 REQUIREMENTS_FILE = MODULE_DIR / "Resources" / "SASANTrainer-requirements.txt"
@@ -88,6 +88,9 @@ class SASANTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setVisible(False)
         self.ui.useModelButton.enabled = False
         self.ui.presetSelector.addItem("Choose a preset...", "")
+        ensure_engine_importable(MODULE_DIR)
+        from sasan.resources import find_presets
+
         for preset in find_presets(MODULE_DIR):
             self.ui.presetSelector.addItem(preset.stem, str(preset))
         self.ui.presetSelector.connect("currentIndexChanged(int)", self.onPresetSelected)
@@ -320,6 +323,8 @@ class SASANTrainerTest(ScriptedLoadableModuleTest):
         import tempfile
 
         self.assertTrue(SASANTrainerLogic.ensureDependencies())
+        from sasan.resources import find_presets
+
         presets = [p for p in find_presets(MODULE_DIR) if p.stem == "phantom_tiny"]
         if not presets:
             self.skipTest("no phantom_tiny preset in Resources/configs")

@@ -37,13 +37,17 @@ def training_command(
     """Train ``config`` into the run folder ``output``, then export ``output/model.safetensors``.
 
     Runs in the configuration's folder, so that relative data folders in it resolve as they do for
-    ``sasan train`` started there.  ``-u``: unbuffered output, so the log and progress arrive live.
+    ``sasan train`` started there (a shipped preset with relative data folders is refused: they would
+    point inside the installation).  ``-u``: unbuffered output, so the log and progress arrive live.
     """
+    from sasan.resources import check_shipped_preset_data_folders
+
     config, output = Path(config).resolve(), Path(output).resolve()
     if not config.is_file():
         raise ValueError(f"configuration file '{config}' does not exist")
     if config.suffix.lower() not in (".yaml", ".yml"):
         raise ValueError(f"'{config.name}' is not a YAML configuration (.yaml or .yml)")
+    check_shipped_preset_data_folders(config)
     if output.exists() and not output.is_dir():
         raise ValueError(f"run folder '{output}' is a file")
     if output.is_dir() and any(output.iterdir()) and not resume:
@@ -58,13 +62,3 @@ def training_command(
         arguments += ["--device", device]
     return TrainingCommand(program or python_executable(), arguments, config.parent, model_file)
 
-
-def find_presets(module_dir: Path) -> list[Path]:
-    """The configuration presets (``Resources/configs/*.yaml``) beside the module (installed extension)
-    or one level up (source tree), sorted by name, first folder winning on equal names."""
-    presets: dict[str, Path] = {}
-    for folder in (Path(module_dir) / "Resources" / "configs", Path(module_dir).parent / "Resources" / "configs"):
-        for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                presets.setdefault(path.name, path.resolve())
-    return [presets[name] for name in sorted(presets)]

@@ -6,9 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from SASANTrainerLib import train as train_script
-from SASANTrainerLib.command import MODEL_FILE_NAME, TRAIN_SCRIPT, find_presets, training_command
+from SASANTrainerLib.command import MODEL_FILE_NAME, TRAIN_SCRIPT, training_command
 from SASANTrainerLib.training_log import OutputReader, Progress, parse_progress
 
 FAKE_CLI = textwrap.dedent('''
@@ -114,16 +113,10 @@ def test_training_command_refuses_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="not empty: tick Resume"):
         training_command(config, tmp_path / "run")
     assert "--resume" in training_command(config, tmp_path / "run", resume=True).arguments
-
-
-def test_presets_come_from_the_module_or_the_source_tree(tmp_path):
-    (tmp_path / "repo" / "Resources" / "configs").mkdir(parents=True)
-    for name in ("b.yaml", "a.yml", "notes.txt"):
-        (tmp_path / "repo" / "Resources" / "configs" / name).write_text("")
-    (tmp_path / "repo" / "SASANTrainer").mkdir()
-    assert [p.name for p in find_presets(tmp_path / "repo" / "SASANTrainer")] == ["a.yml", "b.yaml"]
-    repository = Path(__file__).resolve().parents[2]
-    assert "phantom_tiny" in [p.stem for p in find_presets(repository / "SASANTrainer")]
+    shipped = Path(__file__).resolve().parents[2] / "Resources" / "configs"
+    with pytest.raises(ValueError, match="data.source.root: 'data/brats' is a relative folder"):
+        training_command(shipped / "brats_t2_to_t1.yaml", tmp_path / "brats")
+    assert training_command(shipped / "phantom_tiny.yaml", tmp_path / "tiny").working_directory == shipped
 
 
 def test_a_real_tqdm_bar_is_parsed():

@@ -37,6 +37,7 @@ from sasan.data.crop import crop_region, crop_volume, paste
 from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
 from sasan.data.preprocess import IntensityMap, NormalizationError, denormalize, fit_intensity_map, normalize
 from sasan.data.volume import Volume
+from sasan.progress import Progress
 from sasan.runtime import (
     DeviceError,
     default_batch_size,
@@ -52,8 +53,6 @@ from .postprocess import apply_postprocessing
 from .window import SliceWindow
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[float, str], None]
 
 
 @dataclass

@@ -23,10 +23,10 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 from SASANSlicerLib import TranslationLogic, attention_display, environment, model_trust, models, sample_data
+from SASANSlicerLib.dependencies import ensure_dependencies, ensure_dependencies_or_explain
 from SASANSlicerLib.progress import CancelToken, RunCancelled, progress_text
 
 MODULE_DIR = Path(__file__).resolve().parent
-REQUIREMENTS_FILE = MODULE_DIR / "Resources" / "SASANSlicer-requirements.txt"
 BROWSE = "<browse>"  # item data of the model selector's "Browse..." entry
 
 
@@ -71,23 +71,12 @@ def registerSampleData():
         )
 
 
-def ensureDependenciesOrExplain(ensure) -> bool:
-    """``ensure()``, with one error message box (and False) if installing packages fails."""
-    try:
-        return ensure()
-    except Exception as error:
-        logging.exception("installing SASAN's Python packages failed")
-        slicer.util.errorDisplay(f"Could not install the required Python packages: {error}",
-                                 detailedText=traceback.format_exc())
-        return False
-
-
 def _loadPhantomSample(source):
     """Sample Data button: generate (first time) and load the phantom volume of ``source``."""
     modality = next(m for m, name in sample_data.PHANTOM_SAMPLES.items() if name == source.sampleName)
     with slicer.util.tryWithErrorDisplay(f"Could not make the SASAN {modality} phantom.", waitCursor=True):
         logic = SASANSlicerLogic()
-        if ensureDependenciesOrExplain(logic.ensureDependencies):
+        if ensure_dependencies_or_explain(logic.ensureDependencies):
             return logic.loadPhantomSample(modality)
     return None
 
@@ -277,7 +266,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.enabled = False
             self.ui.statusLabel.text = "Cancelling after the current batch..."
             return
-        if not ensureDependenciesOrExplain(self.logic.ensureDependencies):
+        if not ensure_dependencies_or_explain(self.logic.ensureDependencies):
             self.ui.statusLabel.text = "Not started: required Python packages are missing."
             return
         parameters = self._parameterNode
@@ -366,33 +355,7 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def ensureDependencies() -> bool:
         """torch from the PyTorch extension, other packages by pip, each after the user agrees."""
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                slicer.util.errorDisplay("SASAN needs PyTorch: install the 'PyTorch' extension from the "
-                                         "Extensions Manager, restart Slicer and try again.")
-                return False
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
-                return False
-        return SASANSlicerLogic.ensurePackages(REQUIREMENTS_FILE, "SASAN")
-
-    @staticmethod
-    def ensurePackages(requirementsFile: Path, purpose: str) -> bool:
-        """pip-install the packages of ``requirementsFile`` that are missing, once the user agrees."""
-
-        def install(requirements):
-            with slicer.util.WaitCursor():
-                slicer.util.pip_install(requirements)
-
-        return environment.install_missing(
-            environment.read_requirements(requirementsFile),
-            confirm=lambda message: slicer.util.confirmOkCancelDisplay(message, f"{purpose}: install Python packages"),
-            install=install,
-            purpose=purpose,
-        )
+        return ensure_dependencies("SASAN")
 
     @staticmethod
     def readModelCard(modelPath: str) -> Optional[dict]:

@@ -5,7 +5,6 @@ Everything that computes or touches the scene lives in ``SASANSlicerLib`` (testa
 application) and in the ``sasan`` engine, which is imported only when first needed.
 """
 import logging
-import sys
 import traceback
 from pathlib import Path
 from typing import Annotated, Optional
@@ -26,10 +25,15 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 from SASANSlicerLib import TranslationLogic, attention_display, environment, model_trust, models, sample_data
+from SASANSlicerLib.dependencies import (
+    ENGINE_REQUIREMENTS,
+    ensure_dependencies,
+    ensure_dependencies_or_explain,
+    require_test_dependencies,
+)
 from SASANSlicerLib.progress import CancelToken, RunCancelled, progress_text
 
 MODULE_DIR = Path(__file__).resolve().parent
-REQUIREMENTS_FILE = MODULE_DIR / "Resources" / "SASANSlicer-requirements.txt"
 BROWSE = "<browse>"  # item data of the model selector's "Browse..." entry
 DOCUMENTATION_URL = "https://github.com/SASAN-for-3D-Slicer/SlicerSASAN#readme"
 
@@ -75,17 +79,6 @@ def registerSampleData():
     icon = MODULE_DIR / "Resources" / "Icons" / "SASANSlicer.png"
     for source in sample_data.phantom_sample_sources(icon):
         SampleData.SampleDataLogic.registerCustomSampleDataSource(**source, customDownloader=_loadPhantomSample)
-
-
-def ensureDependenciesOrExplain(ensure) -> bool:
-    """``ensure()``, with one error message box (and False) if installing packages fails."""
-    try:
-        return ensure()
-    except Exception as error:
-        logging.exception("installing SASAN's Python packages failed")
-        slicer.util.errorDisplay(f"Could not install the required Python packages: {error}",
-                                 detailedText=traceback.format_exc())
-        return False
 
 
 def _loadPhantomSample(source):
@@ -286,7 +279,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.enabled = False
             self.ui.statusLabel.text = "Cancelling after the current batch..."
             return
-        if not ensureDependenciesOrExplain(self.logic.ensureDependencies):
+        if not ensure_dependencies_or_explain(self.logic.ensureDependencies):
             self.ui.statusLabel.text = "Not started: required Python packages are missing."
             return
         parameters = self._parameterNode
@@ -376,44 +369,8 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def ensureDependencies() -> bool:
-        """What a translation imports: PyTorch >= MINIMUM_TORCH from the PyTorch extension, the requirements
-        file's packages by pip, each after the user agrees; nothing is installed while Slicer runs tests
-        (``InstallationRefusedError`` names what is missing)."""
-        problem = environment.torch_problem()
-        if problem is not None:
-            environment.refuse_in_testing([f"torch>={environment.MINIMUM_TORCH}"], slicer.app.testingEnabled())
-            try:
-                import PyTorchUtils
-            except ImportError:
-                slicer.util.errorDisplay(problem)
-                return False
-            torchWasImported = "torch" in sys.modules
-            requirement = f">={environment.MINIMUM_TORCH}"
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
-                                                             torchVersionRequirement=requirement) is None:
-                return False
-            problem = environment.torch_problem()
-            if problem is not None or torchWasImported:
-                slicer.util.errorDisplay(problem or _("PyTorch was updated: restart Slicer to use it."))
-                return False
-        return SASANSlicerLogic.ensurePackages(REQUIREMENTS_FILE, "SASAN")
-
-    @staticmethod
-    def ensurePackages(requirementsFile: Path, purpose: str) -> bool:
-        """pip-install the packages of ``requirementsFile`` that are missing or too old, once the user agrees,
-        keeping torch and numpy as they are (``slicer.packaging.pip_ensure`` where Slicer has it)."""
-
-        def pipInstall(arguments):
-            with slicer.util.WaitCursor():
-                slicer.util.pip_install(arguments)
-
-        return environment.install_missing(
-            environment.read_requirements(requirementsFile),
-            confirm=lambda message: slicer.util.confirmOkCancelDisplay(message, f"{purpose}: install Python packages"),
-            install=environment.pip_installer(environment.find_pip_ensure(), pipInstall, purpose),
-            purpose=purpose,
-            testing=slicer.app.testingEnabled(),
-        )
+        """torch from the PyTorch extension, other packages by pip, each after the user agrees."""
+        return ensure_dependencies("SASAN")
 
     @staticmethod
     def readModelCard(modelPath: str):
@@ -466,23 +423,6 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
         return slicer.util.loadVolume(str(path), {"name": sample_data.PHANTOM_SAMPLES[modality]})
 
 
-def requireTestDependencies(testCase, requirementsFiles=(), torch: bool = False) -> None:
-    """Shared set-up of the self-tests: the engine importable and, for a test that translates or trains, PyTorch
-    and the packages of ``requirementsFiles``.  While Slicer runs tests (ctest, ``--testing``) nothing is
-    installed and a test whose packages are missing is skipped saying which; "Reload and Test" in the
-    application offers to install them first."""
-    SASANSlicerLogic.ensureEngine()
-    requirements = [r for path in requirementsFiles for r in environment.read_requirements(path)]
-    problems = environment.dependency_problems(requirements, torch)
-    if problems and not slicer.app.testingEnabled():
-        ensure = [SASANSlicerLogic.ensureDependencies] if torch else []
-        ensure += [lambda path=path: SASANSlicerLogic.ensurePackages(path, "SASAN tests") for path in requirementsFiles]
-        if all(ensureDependenciesOrExplain(step) for step in ensure):
-            problems = environment.dependency_problems(requirements, torch)
-    if problems:
-        testCase.skipTest("; ".join(problems))
-
-
 class SASANSlicerTest(ScriptedLoadableModuleTest):
     """Runs inside Slicer (Developer mode > Reload and Test, or ctest).
 
@@ -506,7 +446,8 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
 
     def requireDependencies(self, translation: bool) -> None:
         """The engine, and with ``translation`` what a translation imports (see ``requireTestDependencies``)."""
-        requireTestDependencies(self, [REQUIREMENTS_FILE] if translation else [], torch=translation)
+        SASANSlicerLogic.ensureEngine()
+        require_test_dependencies(self, [ENGINE_REQUIREMENTS] if translation else [], torch=translation)
 
     def _shippedModel(self):
         found = models.find_models(models.model_folders(MODULE_DIR))

@@ -22,7 +22,7 @@ from sasan.demo import (
     run_demo,
 )
 from sasan.evaluation import SUMMARY_COLUMNS
-from sasan.presets import preset_path
+from sasan.resources import preset_path
 
 STRUCTURES = ["LV myocardium", "LA blood", "LV blood", "ascending aorta"]
 TINY = {"data": {"image_size": 32, "phantom_subjects": 3, "phantom_size": 32},

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sasan.config import RunConfig  # noqa: E402
 from sasan.demo import demo_configs, load_preset, merge  # noqa: E402
 from sasan.models.translator import attention_name, direction_networks, translate  # noqa: E402
-from sasan.training.checkpoint import CHECKPOINT_DIR, latest_checkpoint  # noqa: E402
-from sasan.training.export import read_run_config  # noqa: E402
+from sasan.training.checkpoint import latest_checkpoint  # noqa: E402
+from sasan.training.run_folder import CHECKPOINT_DIR, read_run_config  # noqa: E402
 from sasan.training.trainer import Trainer  # noqa: E402
 from sasan.training.validation import class_dice, evaluation_mode, held_out_slices  # noqa: E402
 

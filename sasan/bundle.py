@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -22,13 +20,13 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from .atomic import atomic_file
 from .card import CARD_KEY, ModelCard, ModelFileError, read_card, request_problem
 from .models import build_segmenter
 from .models.translator import attention_name, build_translator, generator_name, segmenter_name
 
 log = logging.getLogger(__name__)
 
-FILE_MODE = 0o644  # model files are meant to be shared: readable by all, like any other written file
 
 
 def expected_networks(card: ModelCard) -> dict[str, nn.Module]:
@@ -79,20 +77,13 @@ def save(path: Union[str, Path], card: ModelCard, networks: dict[str, nn.Module]
     _check_tensors(card, tensors)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise type(error)(f"{path}: cannot write into this folder ({error.strerror or error})") from None
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata={CARD_KEY: card.to_json()})
-        os.chmod(temporary, FILE_MODE)  # mkstemp creates 0600, which would hide the model from other users
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if not isinstance(error, (OSError, SafetensorError)):  # safetensors reports a full disk as its own error
-            raise
-        reason = getattr(error, "strerror", None) or str(error)
-        raise OSError(f"{path}: could not be written ({reason}); nothing was left behind") from None
+    with atomic_file(path) as temporary:
+        try:
+            save_file(tensors, str(temporary), metadata={CARD_KEY: card.to_json()})
+        except SafetensorError as error:  # how safetensors reports a full disk
+            raise OSError(str(error)) from None
     log.info("wrote model file %s (%d tensors)", path, len(tensors))
     return path
 

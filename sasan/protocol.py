@@ -11,26 +11,23 @@ std over volumes per method and structure) and ``results.md`` (the paper's Table
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Collection, Iterator, Optional, Sequence
+from typing import Callable, Collection, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from sasan import bundle
+from sasan.atomic import staged_folder
 from sasan.bundle import SASANModel
 from sasan.card import request_problem
 from sasan.config import LabelSpec, RunConfig, load_config
 from sasan.data.domains import PreparedVolume, load_domain
 from sasan.data.geometry import from_slice_stack
-from sasan.data.io import read_volume, write_text, write_volume
+from sasan.data.io import read_volume, volume_to_image, write_text, write_volume
 from sasan.data.volume import Volume
 from sasan.evaluation import VolumeScores, image_metrics_table, markdown_table, save_volume_figure, summarize, write_csv
 from sasan.inference import translate_volume
@@ -135,24 +132,16 @@ def paired_reference(volume: Volume, partner: Volume) -> tuple[np.ndarray, Optio
     voxels it covers (None when the grids already agree)."""
     if partner.same_geometry(volume):
         return partner.array.astype(np.float32, copy=False), None
-    reference = _to_sitk(volume.with_array(np.zeros(volume.shape, np.float32)))
+    reference = volume_to_image(volume.with_array(np.zeros(volume.shape, np.float32)))
     fill = float(partner.array.min())
-    resampled = sitk.Resample(_to_sitk(partner), reference, sitk.Transform(), sitk.sitkLinear, fill,
+    resampled = sitk.Resample(volume_to_image(partner), reference, sitk.Transform(), sitk.sitkLinear, fill,
                               sitk.sitkFloat32)
-    covered = sitk.Resample(_to_sitk(partner.with_array(np.ones(partner.shape, np.float32))), reference,
+    covered = sitk.Resample(volume_to_image(partner.with_array(np.ones(partner.shape, np.float32))), reference,
                             sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32)
     mask = sitk.GetArrayFromImage(covered) > 0
     if not mask.any():
         raise ProtocolError("the paired target image does not overlap the source volume in world space")
     return sitk.GetArrayFromImage(resampled), mask
-
-
-def _to_sitk(volume: Volume) -> sitk.Image:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array, dtype=np.float32))
-    image.SetSpacing(volume.spacing)
-    image.SetOrigin(volume.origin)
-    image.SetDirection(tuple(float(v) for v in volume.direction.ravel()))
-    return image
 
 
 def method_folder_name(method: str) -> str:
@@ -246,31 +235,6 @@ def prepare_output_folder(output: Path, overwrite: bool) -> Path:
     return output
 
 
-@contextlib.contextmanager
-def staged_results(output: Path) -> Iterator[Path]:
-    """A hidden folder inside ``output`` to write results into; they move into ``output`` only when the
-    block succeeds, so a run that fails half-way adds nothing (and an ``output`` it created is removed).
-
-    Each file moves with one rename onto the same file system, replacing an older result of the same name.
-    """
-    output = Path(output)
-    created = not output.exists()
-    output.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".sasan-partial-", dir=output))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not any(output.iterdir()):
-            output.rmdir()
-        raise
-    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-        destination = output / path.relative_to(staging)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, destination)
-    shutil.rmtree(staging)
-
-
 def check_model_fits(model: SASANModel, config: RunConfig) -> None:
     """Refuse a model whose direction or structures differ from the configuration's."""
     source, target = config.data.source.modality, config.data.target.modality
@@ -301,7 +265,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         prepare_output_folder(output, args.overwrite)  # refuses a used folder without --overwrite
     method = model.card.name
     log.info("evaluating %s (%s -> %s) on %d held-out volumes", method, source, target, len(volumes))
-    with staged_results(output) as staging:
+    with staged_folder(output) as staging:  # a run failing half-way adds nothing
         result = run_methods({method: translation_method(model, source, target, device=args.device)}, volumes,
                              config.data.labels if segments else [], staging, target=target,
                              figure_methods={method}, overwrite=True)

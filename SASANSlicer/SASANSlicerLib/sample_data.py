@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -39,24 +38,11 @@ def phantom_sample_path(modality: str, cache_dir: Optional[Path] = None) -> Path
     path = phantom_sample_file(modality, cache_dir)
     if path.is_file():
         return path
-    import SimpleITK as sitk
-
+    from sasan.data.io import write_volume
     from sasan.data.phantom import make_subject
 
     image, _ = make_subject(PHANTOM_SEEDS[modality], modality, PHANTOM_SIZE)
-    itk_image = sitk.GetImageFromArray(image.array)
-    itk_image.SetSpacing(image.spacing)
-    itk_image.SetOrigin(image.origin)
-    itk_image.SetDirection(image.direction.ravel().tolist())  # row-major; columns are the i, j, k axes
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".nrrd", dir=path.parent)
-    os.close(handle)
-    try:
-        sitk.WriteImage(itk_image, temporary, True)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_volume(image, path, overwrite=True)  # atomic: a sample interrupted half-way is never cached
     logger.info("wrote the %s phantom sample to %s", modality, path)
     return path
 

@@ -97,6 +97,9 @@ def test_a_translation_imports_its_requirements_and_nothing_else(tmp_path, basel
     code = f"import runpy, sys; sys.argv = ['sasan', *{arguments!r}]; runpy.run_module('sasan', run_name='__main__')"
     imported = imported_distributions(code, tmp_path, tmp_path)
     assert (tmp_path / "mr.nrrd").is_file()
+    # The module's own process imports its process-tree control, which ends the child on Cancel.
+    imported |= imported_distributions("import os; from SASANSlicerLib.processes import end_process_tree; "
+                                     "end_process_tree(os.getpid() + 10**7)", tmp_path, ROOT / "SASANSlicer")
     check_imports(imported, baseline, requirement_names(TRANSLATION_REQUIREMENTS))
 
 

@@ -51,9 +51,9 @@ def test_missing_engine_is_reported_with_the_folders_searched(tmp_path):
         ensure_engine_importable(tmp_path / "SASANSlicer", package="no_such_engine")
 
 
-def test_requirements_file_lists_what_a_translation_imports_beyond_slicer():
+def test_requirements_file_lists_what_the_module_and_a_translation_import_beyond_slicer():
     names = {requirement_name(r).lower() for r in read_requirements(REQUIREMENTS)}
-    assert names == {"safetensors", "nibabel"}  # test_dependencies checks them against the imports
+    assert names == {"safetensors", "nibabel", "psutil"}  # test_dependencies checks them against the imports
     assert not names & {"torch", "numpy", "scipy", "simpleitk"}  # PyTorch extension; bundled with Slicer
 
 

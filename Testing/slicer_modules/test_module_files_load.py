@@ -64,6 +64,7 @@ SCRIPT = textwrap.dedent(r'''
     del sys.modules["torch"], sys.modules["yaml"]
 
     # While Slicer runs tests, nothing is installed, not even after "asking" (confirm dialogs say yes there).
+    import SASANSlicerLib.dependencies as dependencies
     import SASANSlicerLib.environment as environment
     actions = []
     stub("PyTorchUtils", PyTorchUtilsLogic=lambda: types.SimpleNamespace(
@@ -84,7 +85,7 @@ SCRIPT = textwrap.dedent(r'''
     with open(requirements, "w") as file:
         file.write("numpy\nnot-installed-xyz>=1\n")
     try:
-        SASANSlicer.SASANSlicerLogic.ensurePackages(requirements, "SASAN")
+        dependencies.ensure_packages(requirements, "SASAN")
     except environment.InstallationRefusedError as error:
         assert "not-installed-xyz>=1" in str(error) and "numpy" not in str(error), error
     else:
@@ -95,7 +96,7 @@ SCRIPT = textwrap.dedent(r'''
         def skipTest(self, reason):
             raise RuntimeError("skipped: " + reason)
     try:
-        SASANSlicer.requireTestDependencies(TestCase(), [requirements], torch=False)
+        dependencies.require_test_dependencies(TestCase(), [requirements], torch=False)
     except RuntimeError as skipped:
         assert "skipped: missing or too old Python packages: not-installed-xyz>=1" in str(skipped), skipped
     else:

@@ -59,8 +59,9 @@ def test_run_test_runs_every_test_after_set_up(module):
 
 @pytest.mark.parametrize("module", MODULES)
 def test_shared_set_up_is_the_one_that_skips_while_testing(module):
-    """``requireDependencies`` hands over to ``SASANSlicer.requireTestDependencies``, which installs only outside
-    testing mode and otherwise skips naming what is missing (run under stubs in test_module_files_load)."""
+    """``requireDependencies`` hands over to ``SASANSlicerLib.dependencies.require_test_dependencies``, which
+    installs only outside testing mode and otherwise skips naming what is missing (run under stubs in
+    test_module_files_load)."""
     require = methods(self_test_class(module))["requireDependencies"]
-    assert "requireTestDependencies" in {getattr(n.func, "id", None) for n in ast.walk(require)
+    assert "require_test_dependencies" in {getattr(n.func, "id", None) for n in ast.walk(require)
                                          if isinstance(n, ast.Call)}

@@ -39,6 +39,7 @@ from sasan.data.crop import crop_region, crop_volume, paste
 from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
 from sasan.data.preprocess import IntensityMap, NormalizationError, denormalize, fit_intensity_map, normalize
 from sasan.data.volume import Volume
+from sasan.progress import Progress
 from sasan.runtime import (
     DeviceError,
     default_batch_size,
@@ -55,8 +56,6 @@ from .slicewise import context_indices, labels_on_grid
 from .window import SliceWindow
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[float, str], None]
 
 
 @dataclass

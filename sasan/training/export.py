@@ -7,26 +7,17 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from .. import __version__
 from ..bundle import save
 from ..card import ModelCard
-from ..config import RunConfig, config_from_dict
+from ..config import RunConfig
 from ..models.translator import segmenter_name
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .networks import ExponentialAverage, SASANNetworks
 from .run_data import read_intensity
-from .trainer import CONFIG_FILE
+from .run_folder import read_run_config
 
 log = logging.getLogger(__name__)
-
-
-def read_run_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a SASAN run folder (no {CONFIG_FILE})")
-    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
 def load_run_networks(run_dir: Path) -> tuple[RunConfig, SASANNetworks, dict, int]:

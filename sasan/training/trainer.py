@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -18,9 +18,9 @@ from .. import losses
 from ..config import RunConfig, resolved_yaml
 from ..data.augment import augment_intensity
 from ..models.translator import attention_name, direction_networks, translate
+from ..progress import Progress
 from ..runtime import training_device
 from .checkpoint import (
-    CHECKPOINT_DIR,
     capture_rng,
     discard_partial_checkpoints,
     latest_checkpoint,
@@ -29,7 +29,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .distributed import DistributedContext
-from .feedback import TENSORBOARD_DIR, Feedback
+from .feedback import Feedback
 from .networks import ExponentialAverage, SASANNetworks, make_optimisers, make_schedulers
 from .objectives import (
     PSEUDO_LABEL_CONFIDENCE,
@@ -37,13 +37,13 @@ from .objectives import (
     discriminator_objective,
     translator_objective,
 )
-from .run_data import INTENSITY_FILE, RunData, draw_batch, prepare_run_data, step_generator, write_intensity
+from .run_data import RunData, draw_batch, prepare_run_data, step_generator, write_intensity
+from .run_folder import CONFIG_FILE, RUN_FILES
+from .stop import TrainingStopped
 from .validation import validate
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
-RUN_FILES = {CONFIG_FILE, INTENSITY_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR}
 INTENSITY_SALT = 200   # keeps the segmenter's intensity draws apart from its batch draws (salt 100 + domain)
 
 
@@ -52,8 +52,12 @@ class Trainer:
 
     def __init__(self, config: RunConfig, run_dir: Path, resume: bool = False,
                  dist: Optional[DistributedContext] = None, data: Optional[RunData] = None,
-                 translator: Optional[dict[str, torch.nn.Module]] = None) -> None:
+                 translator: Optional[dict[str, torch.nn.Module]] = None, progress: Optional[Progress] = None,
+                 stop: Optional[Callable[[], bool]] = None) -> None:
         self.config, self.run_dir = config, Path(run_dir)
+        # ``progress(fraction, message)`` replaces the progress bar; ``stop()`` True ends the run after the
+        # current step with a checkpoint (``TrainingStopped``).
+        self.progress, self.stop_requested = progress, stop or (lambda: False)
         t = config.training
         self.dist = dist or DistributedContext.single(training_device(t.device))
         self.device = self.dist.device
@@ -259,9 +263,11 @@ class Trainer:
 
     # --- loop ------------------------------------------------------------------------------------
     def fit(self) -> Path:
-        """Train to the last step; returns the run folder."""
+        """Train to the last step; returns the run folder.  Raises ``TrainingStopped`` (after writing a
+        checkpoint) when ``stop()`` asks for it before the last step."""
         t = self.config.training
-        feedback = Feedback(self.run_dir, self.total_steps, self.step, enabled=self.dist.is_main)
+        feedback = Feedback(self.run_dir, self.total_steps, self.step, enabled=self.dist.is_main,
+                            progress=self.progress)
         self.nets.train()
         started = time.monotonic()
         try:
@@ -276,6 +282,11 @@ class Trainer:
                 if self.step % t.checkpoint_every == 0 or self.step == self.total_steps:
                     self.save()
                     self.dist.barrier()
+                if self.step < self.total_steps and self.dist.any_rank(self.stop_requested()):
+                    if self.step % t.checkpoint_every:  # not saved just above
+                        self.save()
+                        self.dist.barrier()
+                    raise TrainingStopped(self.step)
         finally:
             feedback.close()
         log.info("trained %d steps in %.0f s; run folder %s", self.total_steps, time.monotonic() - started,

@@ -24,7 +24,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from SASANSlicerLib import TranslationLogic, attention_display, environment, model_trust, models, sample_data
+from SASANSlicerLib import TranslationLogic, attention_display, environment, model_files, model_trust, sample_data
 from SASANSlicerLib.dependencies import (
     ENGINE_REQUIREMENTS,
     ensure_dependencies,
@@ -198,7 +198,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         selector = self.ui.modelSelector
         selector.blockSignals(True)
         selector.clear()
-        for entry in models.find_models(models.model_folders(MODULE_DIR)):
+        for entry in model_files.find_models(model_files.model_folders(MODULE_DIR)):
             selector.addItem(entry.name, str(entry.path))
             selector.setItemData(selector.count - 1, str(entry.path), qt.Qt.ToolTipRole)
         selector.addItem("Browse...", BROWSE)
@@ -315,7 +315,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def confirmModelUse(self, modelPath: Path) -> bool:
         """Before the first use of a model from outside SASAN: show its card, ask, remember a yes."""
-        consent = model_trust.ModelConsent(models.model_folders(MODULE_DIR), qt.QSettings())
+        consent = model_trust.ModelConsent(model_files.model_folders(MODULE_DIR), qt.QSettings())
         if self._card is None or not consent.needs_confirmation(modelPath, self._card):
             return True
         text = model_trust.confirmation_text(self._card, modelPath)
@@ -393,7 +393,7 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
         from sasan.card import ModelFileError, read_card
 
         try:
-            return models.model_card_html(read_card(modelPath), Path(modelPath).name)
+            return model_files.model_card_html(read_card(modelPath), Path(modelPath).name)
         except ModelFileError as error:
             return f"<p><b>Not usable:</b> {error}</p>"
 
@@ -450,7 +450,7 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
         require_test_dependencies(self, [ENGINE_REQUIREMENTS] if translation else [], torch=translation)
 
     def _shippedModel(self):
-        found = models.find_models(models.model_folders(MODULE_DIR))
+        found = model_files.find_models(model_files.model_folders(MODULE_DIR))
         if not found:
             self.skipTest("no model file in Resources/Models")
         return found[0].path

@@ -208,7 +208,7 @@ def top_level_imports(path: Path) -> set[str]:
 STARTUP_FILES = [
     ROOT / "SASANSlicer" / "SASANSlicer.py", ROOT / "SASANTrainer" / "SASANTrainer.py",
     *[ROOT / "SASANSlicer" / "SASANSlicerLib" / f"{name}.py" for name in
-      ("__init__", "environment", "logic", "model_trust", "models", "progress", "sample_data",
+      ("__init__", "environment", "logic", "model_files", "model_trust", "progress", "sample_data",
        "attention_display", "hierarchy", "transaction", "dependencies", "processes")],
     *sorted((ROOT / "SASANTrainer" / "SASANTrainerLib").glob("*.py")),
 ]

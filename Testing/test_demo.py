@@ -21,7 +21,7 @@ from sasan.demo import (
     merge,
     run_demo,
 )
-from sasan.evaluation import SUMMARY_COLUMNS
+from sasan.reports import SUMMARY_COLUMNS
 from sasan.resources import preset_path
 
 STRUCTURES = ["LV myocardium", "LA blood", "LV blood", "ascending aorta"]

@@ -29,10 +29,10 @@ from sasan.data.preprocess import IntensityMap, denormalize, fit_intensity_map, 
 from sasan.data.slices import context_stack
 from sasan.data.volume import Volume
 from sasan.inference import InferenceError, TranslationCancelled, translate_volume
-from sasan.inference import volume as inference_volume
-from sasan.inference.engine import Engine
+from sasan.inference import translation as inference_translation
 from sasan.inference.fast_modules import InstanceNorm, optimize_for_inference
 from sasan.inference.postprocess import keep_largest_foreground_component
+from sasan.inference.prepared import PreparedNetworks
 from sasan.inference.slicewise import context_indices, segment_slices
 from sasan.inference.window import SliceWindow
 
@@ -312,7 +312,7 @@ def test_segmenter_window_stays_bounded(tiny_model, monkeypatch):
             super().__init__(*args, **kwargs)
             windows.append(self)
 
-    monkeypatch.setattr(inference_volume, "SliceWindow", RecordingWindow)
+    monkeypatch.setattr(inference_translation, "SliceWindow", RecordingWindow)
     long_volume = Volume(np.random.default_rng(0).normal(100, 80, (40, 9, 11)).astype(np.float32))
     result = translate_volume(long_volume, tiny_model, "MR", device="cpu", batch_size=2, attention=False)
     (window,) = windows
@@ -359,7 +359,7 @@ def test_segment_slices_equals_the_slice_at_a_time_path(tiny_model, phantom):
     np.testing.assert_array_equal(got, np.stack(expected))
 
 
-class _OutOfMemoryAbove(Engine):
+class _OutOfMemoryAbove(PreparedNetworks):
     """An engine that runs out of memory for batches larger than ``limit`` slices."""
 
     limit = 1
@@ -371,8 +371,8 @@ class _OutOfMemoryAbove(Engine):
 
 
 def test_out_of_memory_halves_the_batch(tiny_model, phantom, fp32_result, monkeypatch):
-    real_build = inference_volume.build_engine
-    monkeypatch.setattr(inference_volume, "build_engine",
+    real_build = inference_translation.prepare_networks
+    monkeypatch.setattr(inference_translation, "prepare_networks",
                         lambda *a, **k: _OutOfMemoryAbove(**vars(real_build(*a, **k))))
     result = translate_volume(phantom[0], tiny_model, "MR", device="cpu", precision="fp32", batch_size=8, threads=1)
     assert result.batch_size == 1 and result.device == "cpu"
@@ -383,14 +383,14 @@ def test_out_of_memory_at_batch_one_finishes_on_the_cpu(tiny_model, phantom, mon
     class AlwaysOutOfMemory(_OutOfMemoryAbove):
         limit = 0
 
-    real_build = inference_volume.build_engine
+    real_build = inference_translation.prepare_networks
 
     def build_on_a_full_device(*args, **kwargs):
         engine = real_build(*args, **kwargs)
         # "meta" stands in for a GPU: inputs are prepared there (shapes only) and every batch fails.
         return AlwaysOutOfMemory(**{**vars(engine), "device": torch.device("meta")})
 
-    monkeypatch.setattr(inference_volume, "build_engine", build_on_a_full_device)
+    monkeypatch.setattr(inference_translation, "prepare_networks", build_on_a_full_device)
     result = translate_volume(phantom[0], tiny_model, "MR", device="cpu", precision="fp32", batch_size=2)
     assert result.device == "cpu" and result.batch_size == 1
     assert result.notes and "finished on the CPU" in result.notes[0]

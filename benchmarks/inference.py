@@ -45,7 +45,7 @@ from sasan.data.preprocess import IntensityMap, normalize  # noqa: E402
 from sasan.data.slices import context_stack  # noqa: E402
 from sasan.data.volume import Volume  # noqa: E402
 from sasan.inference import translate_volume  # noqa: E402
-from sasan.inference.engine import build_engine  # noqa: E402
+from sasan.inference.prepared import prepare_networks  # noqa: E402
 from sasan.models.translator import translate  # noqa: E402
 from sasan.runtime import default_batch_size, free_cpu_cores, precision_name, resolve_device, resolve_precision  # noqa: E402
 
@@ -381,7 +381,7 @@ def main() -> None:
     log.info("naive path (eager fp32, batch 1) and ours (%s), timed alternately", precision_name(dtype))
     model.to(device)
     x_device = x.to(device)
-    engine = build_engine(model, "CT", "MR", device, dtype, segmenter=True)
+    engine = prepare_networks(model, "CT", "MR", device, dtype, segmenter=True)
     rows: dict[str, dict] = {}
     with torch.no_grad():
         naive = naive_calls(model, x_device)

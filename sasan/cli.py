@@ -143,9 +143,11 @@ def _progress_bar() -> Progress:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .protocol import evaluate_command
+    from .protocol import evaluate_model
 
-    return evaluate_command(args)
+    print(evaluate_model(Path(args.config), Path(args.model), Path(args.output), device=args.device,
+                         overwrite=args.overwrite))
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

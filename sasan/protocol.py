@@ -10,7 +10,6 @@ std over volumes per method and structure) and ``results.md`` (the paper's Table
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from dataclasses import dataclass, field
@@ -29,9 +28,9 @@ from sasan.data.domains import PreparedVolume, load_domain
 from sasan.data.geometry import from_slice_stack
 from sasan.data.io import read_volume, volume_to_image, write_text, write_volume
 from sasan.data.volume import Volume
-from sasan.evaluation import VolumeScores, image_metrics_table, markdown_table, save_volume_figure, summarize, write_csv
 from sasan.inference import translate_volume
 from sasan.metrics import image_scores, segmentation_scores
+from sasan.reports import VolumeScores, image_metrics_table, markdown_table, save_volume_figure, summarize, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +248,12 @@ def check_model_fits(model: SASANModel, config: RunConfig) -> None:
                             "(same names in the same order are needed to compare class indices)")
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
-    """``sasan evaluate CONFIG --model FILE [--output DIR] [--device D] [--overwrite]``."""
-    config = load_config(args.config)
-    model = bundle.load(args.model)
+def evaluate_model(config_path: Path, model_path: Path, output: Path, *, device: str = "auto",
+                   overwrite: bool = False) -> str:
+    """Score the model file on the configuration's held-out volumes into ``output`` (tables, CSV, volumes,
+    figures; all or nothing); returns the Markdown tables (``sasan evaluate``)."""
+    config = load_config(config_path)
+    model = bundle.load(model_path)
     check_model_fits(model, config)
     source, target = config.data.source.modality, config.data.target.modality
     segments = model.segmenter(target) is not None and bool(config.data.labels)
@@ -260,13 +261,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise ProtocolError(f"nothing to score: model {model.card.name!r} has no {target} segmenter (or the "
                             "configuration lists no structures) and the data are not paired")
     volumes = held_out_volumes(config)  # before the output folder is made: unusable data leave nothing behind
-    output = Path(args.output)
+    output = Path(output)
     if output.exists():
-        prepare_output_folder(output, args.overwrite)  # refuses a used folder without --overwrite
+        prepare_output_folder(output, overwrite)  # refuses a used folder without --overwrite
     method = model.card.name
     log.info("evaluating %s (%s -> %s) on %d held-out volumes", method, source, target, len(volumes))
     with staged_folder(output) as staging:  # a run failing half-way adds nothing
-        result = run_methods({method: translation_method(model, source, target, device=args.device)}, volumes,
+        result = run_methods({method: translation_method(model, source, target, device=device)}, volumes,
                              config.data.labels if segments else [], staging, target=target,
                              figure_methods={method}, overwrite=True)
         if not result.segmentation_rows and not result.image_rows:
@@ -274,7 +275,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
                                 "against")
         tables = write_reports(result, staging, [label.name for label in config.data.labels],
                                f"{method}: {source} -> {target}")
-    print(tables)
     log.info("results: %s; volumes under %s; figures under %s", output / RESULTS_MARKDOWN, output / VOLUMES_DIR,
              output / FIGURES_DIR)
-    return 0
+    return tables

@@ -1,11 +1,11 @@
-"""``validate`` on its own: hand-made networks whose Dice is known, on hand-made held-out volumes."""
+"""``validation_dice`` on its own: hand-made networks whose Dice is known, on hand-made held-out volumes."""
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 from torch import nn
 
-from sasan.training.validation import validate
+from sasan.training.validation import validation_dice
 
 
 class Threshold(nn.Module):
@@ -53,7 +53,7 @@ def held_out_volumes() -> list:
 
 
 def run(volumes, translator, segmenter):
-    return validate(volumes, translator, segmenter, source="CT", target="MR", image_size=16, context=3,
+    return validation_dice(volumes, translator, segmenter, source="CT", target="MR", image_size=16, context=3,
                     num_classes=2, device=torch.device("cpu"))
 
 

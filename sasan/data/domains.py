@@ -46,7 +46,7 @@ def prepare_volume(
 ) -> PreparedVolume:
     """Read, check, crop and normalise one subject; its labels are read only when ``labels`` is not empty.
 
-    The intensity map is fitted to the cropped volume, as inference fits it (``sasan.inference.volume``).
+    The intensity map is fitted to the cropped volume, as inference fits it (``sasan.inference.translation``).
     """
     volume = read_volume(subject.image)
     check_finite(volume, str(subject.image))

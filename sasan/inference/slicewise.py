@@ -2,7 +2,7 @@
 
 Slice ``i``'s input is slices ``i - h .. i + h`` of the stack (``h = context // 2``; beyond either end the
 edge slice is repeated), padded to a square and resized to the network's input size; the network's
-logits are resized back onto the slice's grid before the argmax. ``inference.volume`` builds its
+logits are resized back onto the slice's grid before the argmax. ``inference.translation`` builds its
 translator's inputs and reads its segmenter's labels this way; ``segment_slices`` is the whole loop for
 a network that segments the stack as it is (the baselines' U-Net on untranslated volumes).
 """

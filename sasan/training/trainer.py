@@ -40,7 +40,7 @@ from .objectives import (
 from .run_data import RunData, draw_batch, prepare_run_data, step_generator, write_intensity
 from .run_folder import CONFIG_FILE, RUN_FILES
 from .stop import TrainingStopped
-from .validation import validate
+from .validation import validation_dice
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class Trainer:
         return {"segmenter": float(loss.detach())}
 
     def validation_scores(self, limit_slices: int = 32) -> dict[str, float]:
-        """``validate`` with the networks that have trained by this step.
+        """``validation_dice`` with the networks that have trained by this step.
 
         With a translator: the translated held-out source slices (EMA weights when averaged) once the
         adversarial phase has begun, segmented by the target attention head, and by the segmenter in its
@@ -257,9 +257,10 @@ class Trainer:
         source, target = data.source.modality, data.target.modality
         translator = self.translator() if adversarial and self.step > pretrain else None
         segmenter = self.nets.segmenter if self.step > pretrain + adversarial else None
-        return validate(self.data.test.get(source if translator is not None else target, []), translator, segmenter,
-                        source=source, target=target, image_size=data.image_size, context=data.context,
-                        num_classes=self.config.num_classes, device=self.device, limit_slices=limit_slices)
+        volumes = self.data.test.get(source if translator is not None else target, [])
+        return validation_dice(volumes, translator, segmenter, source=source, target=target,
+                               image_size=data.image_size, context=data.context, num_classes=self.config.num_classes,
+                               device=self.device, limit_slices=limit_slices)
 
     # --- loop ------------------------------------------------------------------------------------
     def fit(self) -> Path:

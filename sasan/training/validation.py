@@ -60,7 +60,7 @@ def evaluation_mode(networks: Iterable[nn.Module]) -> Iterator[None]:
 
 
 @torch.no_grad()
-def validate(volumes: Sequence[PreparedVolume], translator: Optional[Mapping[str, nn.Module]],
+def validation_dice(volumes: Sequence[PreparedVolume], translator: Optional[Mapping[str, nn.Module]],
              segmenter: Optional[nn.Module], *, source: str, target: str, image_size: int, context: int,
              num_classes: int, device: torch.device, limit_slices: int = 32) -> dict[str, float]:
     """Mean Dice on up to ``limit_slices`` labelled slices (``image_size``², ``context`` channels) of the

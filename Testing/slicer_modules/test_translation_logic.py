@@ -47,6 +47,7 @@ from sasan.data.volume import Volume  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SHAPE = (5, 12, 9)  # (z, y, x): non-square in-plane
+LONG_SHAPE = (2000, 32, 32)  # seconds of work for the child: a cancel must end it, it cannot finish meanwhile
 # A stand-in for Slicer's PythonSlicer: a launcher that runs the real Python as its own child and waits for it.
 LAUNCHER = textwrap.dedent("""\
     #!{python}
@@ -81,14 +82,14 @@ def python_slicer_launcher(tmp_path, monkeypatch) -> Path:
     return launcher
 
 
-def oblique_ct() -> Volume:
-    hu = np.random.default_rng(0).normal(40.0, 80.0, SHAPE).astype(np.float32)
+def oblique_ct(shape=SHAPE) -> Volume:
+    hu = np.random.default_rng(0).normal(40.0, 80.0, shape).astype(np.float32)
     return Volume(hu, spacing=(0.8, 1.1, 2.5), origin=(-20.0, 33.0, 4.5), direction=rotation((8, -5, 14)))
 
 
-def ct_in_a_study(scene):
+def ct_in_a_study(scene, shape=SHAPE):
     """The input volume inside a study folder of the subject hierarchy."""
-    node = node_from_volume(oblique_ct(), "patient CT", scene)
+    node = node_from_volume(oblique_ct(shape), "patient CT", scene)
     hierarchy = subject_hierarchy(scene)
     study = hierarchy.CreateFolderItem(hierarchy.GetSceneItemID(), "study")
     hierarchy.SetItemParent(item_of(node), study)
@@ -103,6 +104,19 @@ def ijk_to_ras(node) -> np.ndarray:
 
 def scene_state(scene) -> tuple:
     return node_ids(scene), scene.GetNumberOfNodes(), hierarchy_items(scene)
+
+
+def translation_processes() -> list:
+    """(pid, parent pid, command line) of every ``sasan translate`` process under this one."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            command_line = " ".join(process.cmdline())
+            if "-m sasan translate" in command_line:
+                found.append((process.pid, process.ppid(), command_line))
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def gone(pid: int) -> bool:
@@ -195,13 +209,13 @@ def test_cancel_at_the_first_progress_report_ends_the_whole_tree_and_leaves_the_
     launcher = "launcher" in caller
     if launcher:
         request.getfixturevalue("python_slicer_launcher")
-    source = ct_in_a_study(scene)
+    source = ct_in_a_study(scene, LONG_SHAPE)
     before = scene_state(scene)
-    tree, token = [], CancelToken()  # (pid, parent pid, command line) of each process under this one
+    tree, token = [], CancelToken()
 
     def first_report(fraction, message):
         if not tree:
-            tree.extend((p.pid, p.ppid(), " ".join(p.cmdline())) for p in psutil.Process().children(recursive=True))
+            tree.extend(translation_processes())
             token.cancel()
 
     if launcher:  # as the widget does: start, poll from a timer, Cancel
@@ -216,11 +230,13 @@ def test_cancel_at_the_first_progress_report_ends_the_whole_tree_and_leaves_the_
     else:
         with pytest.raises(RunCancelled):
             TranslationLogic().translate(source, model_file, "MR", device="cpu", progress=first_report, cancel=token)
+    ((started_pid, _, started),) = [entry for entry in tree if entry[1] == os.getpid()]
     if launcher:  # PythonSlicer, and the Python it started
-        (launcher_pid, _, launched), (_, parent, worker) = tree
-        assert parent == launcher_pid and "bin/PythonSlicer -u -m sasan translate" in launched, tree
+        ((_, _, worker),) = [entry for entry in tree if entry[1] == started_pid]
+        assert len(tree) == 2 and "bin/PythonSlicer -u -m sasan translate" in started, tree
     else:
-        ((_, _, worker),) = tree
+        assert len(tree) == 1, tree
+        worker = started
     assert worker.startswith(f"{sys.executable} -u -m sasan translate"), tree
     assert all(gone(pid) for pid, _, _ in tree), tree
     assert scene_state(scene) == before
@@ -324,12 +340,11 @@ def test_each_error_says_what_is_wrong_once_and_adds_nothing(scene, model_file, 
     source, options = make(scene, tmp_path, monkeypatch)
     arguments = {"modelPath": model_file, "device": "cpu", **options}
     before = scene_state(scene)
-    children_before = psutil.Process().children(recursive=True)
     with pytest.raises(error_type, match=message) as raised:
         TranslationLogic().translate(source, **arguments)
     assert "\n" not in str(raised.value) and len(str(raised.value)) < 300
     assert scene_state(scene) == before
-    assert psutil.Process().children(recursive=True) == children_before
+    assert translation_processes() == []
     assert list(private_temp.iterdir()) == []
 
 

@@ -110,7 +110,7 @@ class TranslationLogic:
         ``device``: "auto" (a CUDA GPU if there is one), "cuda", "cpu" (or "mps" on macOS).  ``segment`` /
         ``attention``: also make the segmentation / the attention maps.  ``progress(fraction, message)`` is
         called as the run goes (fraction 0..1); ``cancel`` is a callable (or ``CancelToken``) returning True to
-        stop, read between progress reports.  ``outputVolumeNode``: receive the translation in this volume
+        stop, read at every poll (20 a second).  ``outputVolumeNode``: receive the translation in this volume
         instead of a new one.  Results lie on the input's voxel grid, under its subject-hierarchy parent and
         transform.  The engine runs in a child process (``start``); this process never imports torch.
 

@@ -31,10 +31,11 @@ from SASANSlicerLib.dependencies import (
     ensure_dependencies_or_explain,
     require_test_dependencies,
 )
-from SASANSlicerLib.progress import CancelToken, RunCancelled, progress_text
+from SASANSlicerLib.progress import RunCancelled, progress_text
 
 MODULE_DIR = Path(__file__).resolve().parent
 BROWSE = "<browse>"  # item data of the model selector's "Browse..." entry
+POLL_INTERVAL_MS = 100  # how often the widget reads a running translation's progress
 DOCUMENTATION_URL = "https://github.com/SASAN-for-3D-Slicer/SlicerSASAN#readme"
 
 
@@ -121,7 +122,8 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._cancelToken: Optional[CancelToken] = None
+        self._run = None  # the running translation (SASANSlicerLib.translation_process.TranslationRun)
+        self._pollTimer = None
         self._shownCardPath = None
         self._card = None  # the selected model file's sasan.card.ModelCard, when it has a usable one
 
@@ -132,6 +134,9 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SASANSlicerLogic()
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(POLL_INTERVAL_MS)
+        self._pollTimer.connect("timeout()", self.pollRun)
 
         self.ui.progressBar.setVisible(False)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -145,8 +150,10 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        if self._cancelToken is not None:
-            self._cancelToken.cancel()
+        if self._run is not None:  # the module or Slicer is closing: no translation process left behind
+            self._pollTimer.stop()
+            self._run.cancel()
+            self._run = None
         self.removeObservers()
 
     def enter(self) -> None:
@@ -159,8 +166,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._cancelToken is not None:
-            self._cancelToken.cancel()
+        self.cancelRun()  # its results would go into the closing scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -239,7 +245,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # Apply / Cancel
 
     def updateApplyButton(self) -> None:
-        if self._cancelToken is not None:
+        if self._run is not None:
             return  # running: the button is Cancel
         parameters = self._parameterNode
         problem = None
@@ -259,7 +265,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setRunning(self, running: bool) -> None:
         self.ui.applyButton.text = "Cancel" if running else "Apply"
-        self.ui.applyButton.toolTip = "Stop after the current batch; nothing is added." if running else ""
+        self.ui.applyButton.toolTip = "Stop the translation now; nothing is added." if running else ""
         self.ui.applyButton.enabled = True
         for widget in (self.ui.inputsCollapsibleButton, self.ui.outputsCollapsibleButton,
                        self.ui.attentionCollapsibleButton):
@@ -274,10 +280,8 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = progress_text(fraction, message)
 
     def onApplyButton(self) -> None:
-        if self._cancelToken is not None:
-            self._cancelToken.cancel()
-            self.ui.applyButton.enabled = False
-            self.ui.statusLabel.text = "Cancelling after the current batch..."
+        if self._run is not None:
+            self.cancelRun()
             return
         if not ensure_dependencies_or_explain(self.logic.ensureDependencies):
             self.ui.statusLabel.text = "Not started: required Python packages are missing."
@@ -286,32 +290,49 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.confirmModelUse(Path(parameters.modelPath)):
             self.ui.statusLabel.text = "Not started: the model was not accepted."
             return
-        self._cancelToken = CancelToken()
-        self.setRunning(True)
         try:
-            result = self.logic.process(
+            self._run = TranslationLogic().start(
                 parameters.inputVolume, parameters.modelPath, parameters.target, parameters.device,
-                parameters.segment, parameters.attention, parameters.outputVolume,
-                progress=self.showProgress, cancel=self._cancelToken,
+                parameters.segment, parameters.attention, progress=self.showProgress,
+                outputVolumeNode=parameters.outputVolume,
             )
+        except Exception as error:
+            self.showFailure(error)
+            return
+        self.setRunning(True)
+        self.ui.statusLabel.text = "Starting the translation process..."
+        self._pollTimer.start()
+
+    def pollRun(self) -> None:
+        """Timer: report the running translation's progress; once it has ended, show its results or why not."""
+        try:
+            result = self._run.poll()
+            if result is None:
+                return  # still running
         except RunCancelled:
             self.ui.statusLabel.text = "Cancelled: nothing was added."
         except Exception as error:
-            if self._cancelToken.cancelled:
-                self.ui.statusLabel.text = "Cancelled: nothing was added."
-            else:
-                logging.exception("SASAN translation failed")
-                self.ui.statusLabel.text = "Failed: nothing was added."
-                slicer.util.errorDisplay(f"Translation failed: {error}", detailedText=traceback.format_exc())
+            self.showFailure(error)
         else:
             slicer.util.setSliceViewerLayers(background=result.volumeNode, fit=True)
             self.ui.statusLabel.text = result.summary()
             if result.attentionNodes:
                 self.ui.attentionCollapsibleButton.collapsed = False
-        finally:
-            self._cancelToken = None
-            self.setRunning(False)
-            self.updateAttentionControls()
+        self._pollTimer.stop()
+        self._run = None
+        self.setRunning(False)
+        self.updateAttentionControls()
+
+    def cancelRun(self) -> None:
+        """End the running translation's process tree now (nothing is added), if one runs."""
+        if self._run is not None:
+            self._run.cancel()
+            self.pollRun()  # ends in RunCancelled: "Cancelled", Apply again
+
+    def showFailure(self, error: Exception) -> None:
+        logging.error("SASAN translation failed: %s", error)
+        self.ui.statusLabel.text = "Failed: nothing was added."
+        slicer.util.errorDisplay(f"Translation failed: {error}", detailedText=traceback.format_exc())
 
     def confirmModelUse(self, modelPath: Path) -> bool:
         """Before the first use of a model from outside SASAN: show its card, ask, remember a yes."""
@@ -356,8 +377,8 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class SASANSlicerLogic(ScriptedLoadableModuleLogic):
-    """Runs translations for the widget, for scripts and for tests (no GUI needed, except to confirm
-    package installation)."""
+    """The module's parameter node, model cards, attention display, samples and packages.  Translations run
+    through ``SASANSlicerLib.TranslationLogic``, in a child process (for the widget, scripts and tests alike)."""
 
     def getParameterNode(self):
         return SASANSlicerParameterNode(super().getParameterNode())
@@ -408,14 +429,6 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
     def showAttention(node, opacity: float) -> None:
         attention_display.show_attention(node, opacity, slicer.mrmlScene)
 
-    def process(self, inputVolume, modelPath: str, target: str = "MR", device: str = "auto", segment: bool = True,
-                attention: bool = True, outputVolume=None, progress=None, cancel=None):
-        """``TranslationLogic.translate`` (see there; returns its ``TranslationNodes``), with Qt events processed
-        after every progress report, so that the GUI stays responsive and a Cancel click arrives."""
-        translation = TranslationLogic(processEvents=lambda: slicer.app.processEvents())
-        return translation.translate(inputVolume, modelPath, target, device, segment, attention, progress, cancel,
-                                     outputVolumeNode=outputVolume)
-
     def loadPhantomSample(self, modality: str):
         """Load the phantom sample volume of ``modality`` ("CT"/"MR"), generating it on first use."""
         self.ensureEngine()
@@ -461,12 +474,11 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
         import numpy as np
         from SASANSlicerLib.nodes import UnsupportedVolumeError
 
-        logic = SASANSlicerLogic()
         colour = slicer.util.addVolumeFromArray(np.zeros((4, 5, 6, 3), np.uint8), name="photo",
                                                 nodeClassName="vtkMRMLVectorVolumeNode")
         before = slicer.mrmlScene.GetNumberOfNodes()
         with self.assertRaises(UnsupportedVolumeError):  # refused before the model file is even opened
-            logic.process(colour, "never-opened.safetensors", "MR")
+            TranslationLogic().translate(colour, "never-opened.safetensors", "MR")
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
         self.delayDisplay("Test passed")
 
@@ -497,8 +509,8 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
 
         self.assertIsNone(request_problem(card, "MR", segment=segment, attention=True))
         fractions = []
-        result = logic.process(inputVolume, str(modelPath), "MR", "auto", segment=segment, attention=True,
-                               progress=lambda fraction, message: fractions.append(fraction))
+        result = TranslationLogic().translate(inputVolume, str(modelPath), "MR", "auto", segment=segment,
+                                              attention=True, progress=lambda fraction, _: fractions.append(fraction))
         from SASANSlicerLib.nodes import volume_from_node
 
         translated, source = volume_from_node(result.volumeNode), volume_from_node(inputVolume)
@@ -516,13 +528,26 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
 
     def test_CancelAddsNothing(self):
         self.requireDependencies(translation=True)
-        self.delayDisplay("A cancelled run adds nothing")
-        logic = SASANSlicerLogic()
+        self.delayDisplay("Cancel at the first progress report: nothing added, no process left")
+        import time
+
+        import psutil  # one of the module's packages
+
         modelPath = self._shippedModel()
-        inputVolume = logic.loadPhantomSample("CT")
+        inputVolume = SASANSlicerLogic().loadPhantomSample("CT")
         before = slicer.mrmlScene.GetNumberOfNodes()
-        token = CancelToken()
+        reports = []
+        run = TranslationLogic().start(inputVolume, str(modelPath), "MR",
+                                       progress=lambda fraction, message: reports.append(fraction))
+        while not reports:  # as the widget's timer polls
+            self.assertIsNone(run.poll())
+            time.sleep(0.05)
+        launcher = psutil.Process(run.process.pid)
+        tree = [launcher, *launcher.children(recursive=True)]  # PythonSlicer and the Python it started
+        run.cancel()  # what the Cancel button does
         with self.assertRaises(RunCancelled):
-            logic.process(inputVolume, str(modelPath), "MR", progress=lambda f, m: token.cancel(), cancel=token)
+            run.poll()
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
+        _, alive = psutil.wait_procs(tree, timeout=5)
+        self.assertEqual(alive, [])
         self.delayDisplay("Test passed")

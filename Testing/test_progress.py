@@ -78,3 +78,47 @@ def test_sasan_translate_prints_progress_lines_instead_of_a_bar(tmp_path, capsys
     reports = [parse_progress_line(line) for line in captured.out.splitlines()]
     assert reports and None not in reports and reports[-1].fraction == 1.0
     assert "translating" not in captured.err  # no tqdm bar
+
+
+def test_sasan_translate_reports_device_notes_and_files_once_its_outputs_are_written(tmp_path, monkeypatch, caplog):
+    """``--report``: what the Slicer module reads back from its translation process, written after the outputs."""
+    import numpy as np
+
+    import sasan.inference
+    from sasan import cli
+    from sasan.data.io import write_volume
+    from sasan.data.volume import Volume
+
+    fallback = "cuda:0 ran out of memory even at one slice per batch; finished on the CPU"
+    translate_volume = sasan.inference.translate_volume
+
+    def finished_after_a_fallback(*arguments, **options):  # what a GPU run that fell back to the CPU returns
+        result = translate_volume(*arguments, **options)
+        result.notes.append(fallback)
+        return result
+
+    monkeypatch.setattr(sasan.inference, "translate_volume", finished_after_a_fallback)
+    model = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "head_ct_mr.safetensors"
+    ct = np.random.default_rng(0).uniform(-1000, 1000, (3, 24, 24)).astype(np.float32)
+    write_volume(Volume(ct, spacing=(1.0, 1.0, 2.0)), tmp_path / "ct.mha")
+    out = tmp_path / "out"
+    arguments = ["translate", str(tmp_path / "ct.mha"), "--model", str(model), "--to", "MR", "--device", "cpu",
+                 "--threads", "1", "--progress-lines", "--report", str(out / "report.json")]
+    status = cli.main([*arguments, "-o", str(out / "mr.mha"), "--segmentation", str(out / "labels.mha"),
+                       "--attention", str(out / "maps")])
+    assert status == 0, caplog.text
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    maps = [str(out / "maps" / f"attention_{k:02d}.nii.gz") for k in range(1, 9)]
+    assert report["files"] == {"translated": str(out / "mr.mha"), "segmentation": str(out / "labels.mha"),
+                               "attention": maps}
+    assert report["device"] == "cpu" and report["notes"] == [fallback] and report["seconds"] > 0
+    assert all(Path(path).is_file() for path in [report["files"]["translated"], *maps])
+    assert not list(out.rglob(".*")), "temporary files left behind"
+
+    caplog.clear()
+    assert cli.main([*arguments, "-o", str(out / "mr2.mha")]) == cli.USAGE_ERROR  # refused before any work
+    assert "report.json exists; pass --overwrite" in caplog.text and not (out / "mr2.mha").exists()
+    (out / "report.json").unlink()
+    assert cli.main([*arguments, "-o", str(out / "mr2.mha")]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["files"] == {"translated": str(out / "mr2.mha"), "segmentation": None, "attention": []}

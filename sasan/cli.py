@@ -7,6 +7,7 @@ request (``sasan.training.stop``: it writes a checkpoint first, so ``--resume`` 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -107,6 +108,10 @@ def _translate(args: argparse.Namespace) -> int:
         if first_map.exists() and not args.overwrite:
             raise FileExistsError(f"{args.attention} already holds attention maps; pass --overwrite to replace them")
         check_writable(first_map)
+    if args.report:
+        if Path(args.report).exists() and not args.overwrite:
+            raise FileExistsError(f"{args.report} exists; pass --overwrite to replace it")
+        check_writable(args.report)
     volume = read_volume(args.input)
     check_finite(volume, args.input)
     if args.quiet:
@@ -117,14 +122,30 @@ def _translate(args: argparse.Namespace) -> int:
                               segment=bool(args.segmentation), attention=bool(args.attention),
                               batch_size=args.batch_size, threads=args.threads, progress=progress)
     written = {Path(args.output): result.translated}
+    segmentation_file = None
     if args.segmentation and result.segmentation is not None:
-        written[Path(args.segmentation)] = result.segmentation
+        segmentation_file = Path(args.segmentation)
+        written[segmentation_file] = result.segmentation
+    map_files = []
     if args.attention and result.attention:
-        for index, maps in enumerate(result.attention, start=1):
-            written[Path(args.attention) / f"attention_{index:02d}.nii.gz"] = maps
+        map_files = [Path(args.attention) / f"attention_{k:02d}.nii.gz" for k in range(1, len(result.attention) + 1)]
+        written.update(zip(map_files, result.attention))
     write_volumes(written, overwrite=args.overwrite)  # all or nothing
+    if args.report:  # last: a report says that every output is complete
+        _write_report(Path(args.report), result, Path(args.output), segmentation_file, map_files)
     log.info("translated %s -> %s in %.1f s on %s", args.input, args.output, result.seconds, result.device)
     return 0
+
+
+def _write_report(path: Path, result, translated: Path, segmentation: Optional[Path], maps: list[Path]) -> None:
+    """A finished translation as JSON, for the process that started it: the device it finished on, the engine's
+    notes (a GPU out of memory, then the CPU), its seconds and the files written (segmentation null without)."""
+    from .data.io import write_text
+
+    files = {"translated": str(translated), "segmentation": None if segmentation is None else str(segmentation),
+             "attention": [str(m) for m in maps]}
+    report = {"device": result.device, "notes": list(result.notes), "seconds": round(result.seconds, 3), "files": files}
+    write_text(path, json.dumps(report, indent=1) + "\n")
 
 
 def _progress_bar() -> Progress:
@@ -200,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--quiet", action="store_true", help="no progress bar")
     translate.add_argument("--progress-lines", action="store_true",
                            help=f"report progress as lines '{PROGRESS_PREFIX} {{JSON}}' on stdout instead of a bar")
+    translate.add_argument("--report", help="once the outputs are written, write this JSON file: the device the run "
+                           "finished on, the engine's notes (e.g. a GPU out of memory), seconds, the files written")
     translate.set_defaults(handler=_translate)
 
     train = commands.add_parser("train", help="train SASAN from a YAML configuration")

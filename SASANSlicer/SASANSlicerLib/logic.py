@@ -1,27 +1,29 @@
 """The public translation API: a volume node in, the translated volume, segmentation and attention nodes out.
 
-The module's Logic and Widget use it, and so can scripts and Slicer's Python console::
+The module's Widget starts runs with it (``start``, then ``poll`` from a timer), and scripts and Slicer's Python
+console translate with it (``translate`` blocks until done)::
 
     from SASANSlicerLib import TranslationLogic
     result = TranslationLogic().translate(getNode("CT"), "/path/to/model.safetensors", target="MR")
     result.volumeNode, result.segmentationNode, result.attentionNodes
 
-Standard library only at import time: Slicer imports this while it starts, possibly before torch is
-installed; the engine and the MRML glue are imported when a run starts.
+The engine runs in a child process (``translation_process``).  Standard library only at import time: Slicer
+imports this while it starts, possibly before the engine's packages are installed.
 """
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from . import environment
-from .progress import as_cancel_check, progress_callback, raise_if_cancelled
+from .progress import as_cancel_check
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:  # imports the engine
+    from .translation_process import TranslationRun
 
+POLL_INTERVAL_S = 0.05
 MODULE_DIR = Path(__file__).resolve().parent.parent  # SASANSlicer/ (source tree) or the scripted-modules folder
 
 
@@ -33,8 +35,8 @@ class TranslationNodes:
     ``segmentationNode``: one named, coloured segment per structure of the model card (None without).
     ``attentionNodes``: the K attention maps as scalar volumes with a heat colour table ([] without);
     ``attentionOverviewNode``: a label volume naming the strongest map per voxel.
-    ``device``: where the run finished; ``notes``: what the engine had to change on the way (GPU out of
-    memory: smaller batches, then the CPU), for the user; ``seconds``: the run's wall time.
+    ``device``: where the run finished; ``notes``: what the engine had to change on the way (a GPU out of
+    memory: the move to the CPU), for the user; ``seconds``: the run's wall time.
     """
 
     volumeNode: object
@@ -57,19 +59,37 @@ class TranslationNodes:
         return " ".join([text, *(f"Note: {note}." for note in self.notes)])
 
 
-def _ignore_progress(fraction: float, message: str) -> None:
-    """Default ``progress``: reports go nowhere."""
-
-
 class TranslationLogic:
-    """Translates volume nodes with a SASAN model file; no GUI needed.
+    """Translates volume nodes with a SASAN model file, in a child process; no GUI needed."""
 
-    ``processEvents``: called after every progress report (in Slicer's GUI ``slicer.app.processEvents``,
-    so that the window stays responsive and a Cancel click arrives during the run).
-    """
+    def start(
+        self,
+        inputVolumeNode,
+        modelPath: Union[str, Path],
+        target: str = "MR",
+        device: str = "auto",
+        segment: bool = True,
+        attention: bool = True,
+        progress: Optional[Callable[[float, str], None]] = None,
+        cancel: Optional[Callable[[], bool]] = None,
+        *,
+        outputVolumeNode=None,
+    ) -> TranslationRun:
+        """Start translating (see ``translate`` for the arguments) and return the run: call its ``poll()`` until
+        it returns the ``TranslationNodes`` (the module does so from a timer), or its ``cancel()``.
 
-    def __init__(self, processEvents: Optional[Callable[[], None]] = None) -> None:
-        self.processEvents = processEvents
+        Refusals (volume, model card, PyTorch) are raised here, before any process starts.
+        """
+        if not modelPath:
+            raise ValueError("select a model file")
+        if outputVolumeNode is not None and outputVolumeNode is inputVolumeNode:
+            raise ValueError("the output volume must not be the input volume")
+        as_cancel_check(cancel)  # a cancel that is not callable is refused now, not at the first poll
+        engine_root = environment.ensure_engine_importable(MODULE_DIR)
+        from .translation_process import start_translation
+
+        return start_translation(inputVolumeNode, modelPath, target, device, segment, attention, engine_root,
+                                 outputVolumeNode, progress, cancel)
 
     def translate(
         self,
@@ -84,39 +104,26 @@ class TranslationLogic:
         *,
         outputVolumeNode=None,
     ) -> TranslationNodes:
-        """Translate ``inputVolumeNode`` (a 3D scalar volume) to ``target`` and add the results beside it.
+        """Translate ``inputVolumeNode`` (a 3D scalar volume) to ``target`` and add the results beside it;
+        blocks until done.
 
-        ``device``: "auto" (a CUDA GPU if there is one), "cuda" or "cpu".  ``segment`` / ``attention``:
-        also make the segmentation / the attention maps.  ``progress(fraction, message)`` is called after
-        every batch (fraction 0..1); ``cancel`` is a callable (or ``CancelToken``) returning True to stop,
-        read between batches.  ``outputVolumeNode``: receive the translation in this volume instead of a
-        new one.  Results lie on the input's voxel grid, under its subject-hierarchy parent and transform.
+        ``device``: "auto" (a CUDA GPU if there is one), "cuda", "cpu" (or "mps" on macOS).  ``segment`` /
+        ``attention``: also make the segmentation / the attention maps.  ``progress(fraction, message)`` is
+        called as the run goes (fraction 0..1); ``cancel`` is a callable (or ``CancelToken``) returning True to
+        stop, read at every poll (20 a second).  ``outputVolumeNode``: receive the translation in this volume
+        instead of a new one.  Results lie on the input's voxel grid, under its subject-hierarchy parent and
+        transform.  The engine runs in a child process (``start``); this process never imports torch.
 
         Raises ``RunCancelled`` when cancelled and otherwise a ``ValueError`` (``UnsupportedVolumeError``,
-        the engine's ``InferenceError``, ``ModelFileError``) or ``ImportError`` (PyTorch missing) whose
-        message says what is wrong; in every such case the scene is left exactly as it was.
+        ``ModelFileError``, ``TranslationError``) or ``ImportError`` (PyTorch missing) whose message says what
+        is wrong; in every such case the scene is left exactly as it was and no child process is left.
         """
-        if not modelPath:
-            raise ValueError("select a model file")
-        if outputVolumeNode is not None and outputVolumeNode is inputVolumeNode:
-            raise ValueError("the output volume must not be the input volume")
-        should_stop = as_cancel_check(cancel)
-        environment.ensure_engine_importable(MODULE_DIR)
-        from .nodes import volume_from_node
-        from .results import add_results_to_scene
-
-        started = time.monotonic()
-        volume = volume_from_node(inputVolumeNode)  # refuses 2D, 4D, vector... before the model is opened
-        environment.require_torch()
-        from . import engine
-
-        callback = progress_callback(progress or _ignore_progress, should_stop, self.processEvents)
-        output = engine.translate(volume, Path(modelPath), target, device, segment, attention, callback, should_stop)
-        raise_if_cancelled(should_stop)  # a cancel clicked during the last batch still counts
-        nodes = add_results_to_scene(inputVolumeNode, output, target, outputVolumeNode)
-        seconds = time.monotonic() - started
-        logger.info("translated '%s' to %s on %s in %.1f s", inputVolumeNode.GetName(), target, output.device,
-                    seconds)
-        return TranslationNodes(volumeNode=nodes.volume, segmentationNode=nodes.segmentation,
-                                attentionNodes=nodes.attention, attentionOverviewNode=nodes.attention_overview,
-                                device=output.device, notes=output.notes, seconds=seconds)
+        run = self.start(inputVolumeNode, modelPath, target, device, segment, attention, progress, cancel,
+                         outputVolumeNode=outputVolumeNode)
+        try:
+            while (nodes := run.poll()) is None:
+                time.sleep(POLL_INTERVAL_S)
+        except BaseException:  # Ctrl-C in a console too: no child left running
+            run.cancel()
+            raise
+        return nodes

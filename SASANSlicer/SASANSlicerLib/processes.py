@@ -1,4 +1,5 @@
-"""Ending a child process together with every process it started.
+"""The engine's commands as child processes of Slicer: which Python runs them, with what environment, and
+ending one together with every process it started.
 
 Slicer's ``PythonSlicer`` is a launcher: it starts the real Python as its own child, so ending the launcher
 alone leaves the work running.  Qt-free; psutil (one of the module's packages) is imported when called.
@@ -6,8 +7,26 @@ alone leaves the work running.  Qt-free; psutil (one of the module's packages) i
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Mapping
 
 END_TIMEOUT_S = 3.0
+
+
+def python_executable() -> str:
+    """Slicer's command-line Python (``PythonSlicer``, on the PATH inside Slicer), else this Python."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def engine_environment(engine_root: Path, inherited: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The variables a ``python -u -m sasan ...`` child needs on top of the inherited ones: ``engine_root`` (the
+    folder holding the ``sasan`` package) first on ``PYTHONPATH``, and unbuffered output, so that its log and
+    progress lines arrive as they are written."""
+    python_path = os.pathsep.join(p for p in (str(Path(engine_root).resolve()), inherited.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
 
 
 def end_process_tree(pid: int, timeout: float = END_TIMEOUT_S) -> list[int]:

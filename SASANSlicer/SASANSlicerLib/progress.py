@@ -1,19 +1,16 @@
-"""Progress and cancellation of a long run, between the engine's batches and the GUI."""
+"""Progress and cancellation of a translation run, between its process and the GUI or a script."""
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Callable, Optional
-
-if TYPE_CHECKING:  # the engine is not importable while Slicer starts
-    from sasan.progress import Progress
+from typing import Callable, Optional
 
 
 class RunCancelled(Exception):
-    """The user cancelled the run (raised between batches; nothing of the run is kept)."""
+    """The user cancelled the run (its process is ended; nothing of the run is kept)."""
 
 
 class CancelToken:
-    """A cancel flag the GUI sets and the run checks between batches.
+    """A cancel flag a caller sets and the run checks between progress reports.
 
     It answers both ways engines ask: as a ``threading.Event`` (``is_set()``) and as a callable
     returning True once cancelled.
@@ -48,34 +45,6 @@ def as_cancel_check(cancel: Optional[Callable[[], bool]]) -> Callable[[], bool]:
     if not callable(cancel):
         raise TypeError(f"cancel must be a callable returning True to stop, or a CancelToken; got {cancel!r}")
     return cancel
-
-
-def raise_if_cancelled(cancel: Callable[[], bool]) -> None:
-    """Raise ``RunCancelled`` if ``cancel()`` says the run should stop."""
-    if cancel():
-        raise RunCancelled("cancelled by the user")
-
-
-def progress_callback(
-    report: Progress,
-    cancel: Callable[[], bool],
-    pump: Optional[Callable[[], None]] = None,
-) -> Progress:
-    """The ``progress(fraction, message="")`` callback to hand the engine (called between batches).
-
-    Each call reports (``report(fraction, message)``, fraction clipped to 0..1), lets the GUI process its
-    events (``pump``, e.g. ``slicer.app.processEvents``: this is where a click on Cancel arrives), then
-    raises ``RunCancelled`` if ``cancel()`` (a ``CancelToken`` or any callable) says stop, which stops the
-    engine between two batches even if it never looks at the flag itself.
-    """
-
-    def callback(fraction: float, message: str = "") -> None:
-        report(min(max(float(fraction), 0.0), 1.0), message)
-        if pump is not None:
-            pump()
-        raise_if_cancelled(cancel)
-
-    return callback
 
 
 def progress_text(fraction: float, message: str = "") -> str:

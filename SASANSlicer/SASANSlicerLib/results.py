@@ -8,6 +8,7 @@ from sasan.config import LabelSpec
 from sasan.data.volume import Volume
 
 from . import attention, attention_display, hierarchy
+from .logic import TranslationNodes
 from .nodes import check_on_grid_of, node_from_volume, update_node_from_volume
 from .segmentation import segmentation_node_from_labels
 from .transaction import SceneTransaction
@@ -15,7 +16,7 @@ from .transaction import SceneTransaction
 
 @dataclass
 class TranslationOutput:
-    """What a run hands to the scene; every volume lies on the input's voxel grid.
+    """What a run produced, read back from its process; every volume lies on the input's voxel grid.
 
     ``segmentation`` holds the label values of ``labels``; ``attention`` holds uint8 maps (0..255).
     ``device``: where the run finished; ``notes``: what the engine had to change on the way, for the user.
@@ -29,18 +30,9 @@ class TranslationOutput:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass
-class ResultNodes:
-    """The nodes a run added to (or, for a chosen output volume, updated in) the scene."""
-
-    volume: object
-    segmentation: Optional[object] = None
-    attention: list = field(default_factory=list)
-    attention_overview: Optional[object] = None
-
-
-def add_results_to_scene(input_node, output: TranslationOutput, target: str, output_node=None) -> ResultNodes:
-    """Add the translated volume, segmentation and attention nodes of ``output`` beside ``input_node``.
+def add_results_to_scene(input_node, output: TranslationOutput, target: str, output_node=None) -> TranslationNodes:
+    """Add the translated volume, segmentation and attention nodes of ``output`` beside ``input_node``; the
+    returned nodes carry the run's device and notes.
 
     New nodes are named after the input (``hierarchy``'s names); ``output_node``, if given, receives the
     translated voxels instead of a new node and keeps its name and place (it takes the input's parent
@@ -56,26 +48,26 @@ def add_results_to_scene(input_node, output: TranslationOutput, target: str, out
         raise ValueError("a segmentation came without the structures' names and colours (labels)")
     name = input_node.GetName()
     previous_maps, previous_overview = attention_display.find_attention_nodes(input_node)
-    result = ResultNodes(volume=output_node)
+    result = TranslationNodes(volumeNode=output_node, device=output.device, notes=list(output.notes))
     with SceneTransaction(scene):
         if output.segmentation is not None:
-            result.segmentation = segmentation_node_from_labels(
+            result.segmentationNode = segmentation_node_from_labels(
                 output.segmentation, output.labels, hierarchy.segmentation_name(name), input_node
             )
-            hierarchy.place_next_to(result.segmentation, input_node)
+            hierarchy.place_next_to(result.segmentationNode, input_node)
         if output.attention:
             folder = hierarchy.create_folder_next_to(hierarchy.attention_folder_name(name), input_node)
-            result.attention = attention.attention_nodes_from_maps(
+            result.attentionNodes = attention.attention_nodes_from_maps(
                 output.attention, hierarchy.attention_base_name(name), input_node
             )
-            result.attention_overview = attention.attention_overview_node(
+            result.attentionOverviewNode = attention.attention_overview_node(
                 output.attention, hierarchy.attention_overview_name(name), input_node
             )
-            for node in [*result.attention, result.attention_overview]:
+            for node in [*result.attentionNodes, result.attentionOverviewNode]:
                 hierarchy.place_in_folder(node, folder, input_node)
         if output_node is None:
-            result.volume = node_from_volume(output.image, hierarchy.translated_name(name, target), scene)
-            hierarchy.place_next_to(result.volume, input_node)
+            result.volumeNode = node_from_volume(output.image, hierarchy.translated_name(name, target), scene)
+            hierarchy.place_next_to(result.volumeNode, input_node)
     if output_node is not None:  # last, once nothing else can fail, so a failed run leaves it as it was
         update_node_from_volume(output_node, output.image)
         output_node.SetAndObserveTransformNodeID(input_node.GetTransformNodeID())

@@ -7,12 +7,12 @@ a command is built (the module's packages are installed by then), not while Slic
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
+
+from SASANSlicerLib.processes import engine_environment, python_executable
 
 RUNS_FOLDER = Path.home() / "SASAN" / "runs"
 
@@ -28,11 +28,6 @@ class TrainingCommand:
     environment: dict[str, str]
     run_folder: Path
     model_file: Path
-
-
-def python_executable() -> str:
-    """Slicer's command-line Python (``PythonSlicer``, on the PATH inside Slicer), else this Python."""
-    return shutil.which("PythonSlicer") or sys.executable
 
 
 def new_run_folder(parent: Path = RUNS_FOLDER, now: Optional[float] = None) -> Path:
@@ -85,6 +80,5 @@ def training_command(
         arguments += ["--steps", str(steps)]
     if device:
         arguments += ["--device", device]
-    python_path = os.pathsep.join(p for p in (str(Path(engine_root).resolve()), inherited.get("PYTHONPATH")) if p)
-    environment = {"PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
-    return TrainingCommand(program or python_executable(), arguments, config.parent, environment, output, model_file)
+    return TrainingCommand(program or python_executable(), arguments, config.parent,
+                           engine_environment(engine_root, inherited), output, model_file)

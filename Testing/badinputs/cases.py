@@ -272,7 +272,7 @@ GOOD_CT = scalar_node(ct_array())
 SLICER_CASES = [
     Case("slicer_2d_image", "slicer", "is 2D (24 x 20 x 1 voxels)", node=scalar_node(ct_array()[:1])),
     Case("slicer_rgb_volume", "slicer", "several values per voxel", node=vector_node),
-    Case("slicer_nan_voxels", "slicer", "NaN or infinite voxels", node=scalar_node(with_nan())),
+    Case("slicer_nan_voxels", "slicer", "volume 'CT': 1 voxel(s) are NaN or infinite", node=scalar_node(with_nan())),
     Case("slicer_pickle_model", "slicer", "is not a safetensors model file", node=GOOD_CT, model="pickle",
          absent=("{corpus}/PWNED",)),
     Case("slicer_tampered_model", "slicer", "tensor checksum does not match", node=GOOD_CT, model="tampered_tensors"),

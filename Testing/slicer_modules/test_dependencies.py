@@ -93,13 +93,16 @@ def test_a_translation_imports_its_requirements_and_nothing_else(tmp_path, basel
     image.SetSpacing((1.0, 1.0, 2.5))
     sitk.WriteImage(image, str(tmp_path / "ct.nrrd"))
     arguments = ["translate", "ct.nrrd", "--model", str(models[0]), "--to", "MR", "-o", "mr.nrrd", "--device", "cpu",
-                 "--segmentation", "segmentation.nrrd", "--attention", "attention", "--quiet"]
+                 "--segmentation", "segmentation.nrrd", "--attention", "attention", "--progress-lines",
+                 "--report", "report.json"]
     code = f"import runpy, sys; sys.argv = ['sasan', *{arguments!r}]; runpy.run_module('sasan', run_name='__main__')"
     imported = imported_distributions(code, tmp_path, tmp_path)
     assert (tmp_path / "mr.nrrd").is_file()
-    # The module's own process imports its process-tree control, which ends the child on Cancel.
-    imported |= imported_distributions("import os; from SASANSlicerLib.processes import end_process_tree; "
-                                     "end_process_tree(os.getpid() + 10**7)", tmp_path, ROOT / "SASANSlicer")
+    # The module's own process reads the card, writes the input and reads the outputs with the engine's torch-free
+    # code, and ends the child on Cancel with its process-tree control.
+    imported |= imported_distributions(
+        "import os; import sasan.card, sasan.data.io, sasan.progress; from SASANSlicerLib.processes import "
+        "end_process_tree; end_process_tree(os.getpid() + 10**7)", tmp_path, ROOT / "SASANSlicer")
     check_imports(imported, baseline, requirement_names(TRANSLATION_REQUIREMENTS))
 
 

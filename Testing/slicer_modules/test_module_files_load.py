@@ -108,11 +108,11 @@ SCRIPT = textwrap.dedent(r'''
     assert "does not exist" in logic.modelCardHtml("/nonexistent/model.safetensors")
     assert logic.attentionChoices(None) == [("Hidden", None)]
     try:
-        logic.process(None, "", "MR")
+        SASANSlicer.TranslationLogic().translate(None, "", "MR")
     except ValueError as error:
         assert "select a model file" in str(error)
     else:
-        raise AssertionError("process without a model must refuse")
+        raise AssertionError("a translation without a model must refuse")
     print("module files load")
 ''')
 

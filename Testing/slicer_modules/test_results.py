@@ -45,18 +45,18 @@ def test_outputs_are_named_after_the_input_and_placed_beside_it(scene):
     source, study, transform = input_in_a_study(scene)
     result = add_results_to_scene(source, run_output(), "MR")
     hierarchy = subject_hierarchy(scene)
-    assert result.volume.GetName() == "patient CT (translated to MR)"
-    assert result.segmentation.GetName() == "patient CT segmentation"
-    assert [n.GetName() for n in result.attention] == ["patient CT attention 1", "patient CT attention 2"]
-    assert result.attention_overview.GetName() == "patient CT attention (all maps)"
-    for node in (result.volume, result.segmentation):
+    assert result.volumeNode.GetName() == "patient CT (translated to MR)"
+    assert result.segmentationNode.GetName() == "patient CT segmentation"
+    assert [n.GetName() for n in result.attentionNodes] == ["patient CT attention 1", "patient CT attention 2"]
+    assert result.attentionOverviewNode.GetName() == "patient CT attention (all maps)"
+    for node in (result.volumeNode, result.segmentationNode):
         assert hierarchy.GetItemParent(item_of(node)) == study
-    folder = hierarchy.GetItemParent(item_of(result.attention[0]))
+    folder = hierarchy.GetItemParent(item_of(result.attentionNodes[0]))
     assert hierarchy.GetItemName(folder) == "patient CT attention maps"
     assert hierarchy.GetItemParent(folder) == study
-    for node in (result.volume, result.segmentation, *result.attention, result.attention_overview):
+    for node in (result.volumeNode, result.segmentationNode, *result.attentionNodes, result.attentionOverviewNode):
         assert node.GetTransformNodeID() == transform.GetID()
-    np.testing.assert_array_equal(volume_from_node(result.volume).array, 7)
+    np.testing.assert_array_equal(volume_from_node(result.volumeNode).array, 7)
 
 
 def test_a_failure_half_way_adds_nothing_and_keeps_the_chosen_output_untouched(scene, monkeypatch):
@@ -78,12 +78,12 @@ def test_a_chosen_output_volume_receives_the_translation(scene):
     source, study, transform = input_in_a_study(scene)
     chosen = node_from_volume(Volume(np.zeros((2, 2, 2), np.float32)), "my output", scene)
     result = add_results_to_scene(source, run_output(with_segmentation=False, maps=0), "MR", output_node=chosen)
-    assert result.volume is chosen and chosen.GetName() == "my output"
+    assert result.volumeNode is chosen and chosen.GetName() == "my output"
     back = volume_from_node(chosen)
     assert back.same_geometry(volume_from_node(source), atol=1e-12)
     np.testing.assert_array_equal(back.array, 7)
     assert chosen.GetTransformNodeID() == transform.GetID()
-    assert result.segmentation is None and result.attention == []
+    assert result.segmentationNode is None and result.attentionNodes == []
 
 
 def test_a_second_run_makes_its_maps_the_current_ones(scene):
@@ -91,8 +91,8 @@ def test_a_second_run_makes_its_maps_the_current_ones(scene):
     first = add_results_to_scene(source, run_output(), "MR")
     second = add_results_to_scene(source, run_output(maps=3), "MR")
     maps, overview = find_attention_nodes(source)
-    assert maps == second.attention and overview is second.attention_overview
-    assert all(scene.IsNodePresent(node) for node in first.attention)  # kept, just no longer current
+    assert maps == second.attentionNodes and overview is second.attentionOverviewNode
+    assert all(scene.IsNodePresent(node) for node in first.attentionNodes)  # kept, just no longer current
 
 
 def test_outputs_off_the_input_grid_or_labels_missing_are_refused(scene):

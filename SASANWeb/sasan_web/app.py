@@ -68,6 +68,7 @@ class SASANWebApp(TrameApp):
         self.input_node = None
         self.results = None
         self.run = None
+        self._task = self._cancel_task = None  # the running translation and its cancellation (kept referenced)
         self._choices: list = []
         self._init_state()
         self.ui = ui.build(self)
@@ -111,7 +112,7 @@ class SASANWebApp(TrameApp):
         try:
             path = await asyncio.to_thread(phantom_sample_path, modality)  # the engine draws it once, then cached
             with self.state:
-                self._load_input(path, PHANTOM_SAMPLES[modality])
+                self._load_input(path, PHANTOM_SAMPLES[modality], path.name)
         finally:
             with self.state:
                 self.state.busy = False
@@ -119,7 +120,7 @@ class SASANWebApp(TrameApp):
     def load_data_file(self) -> None:
         try:
             path = files.resolve_entry(self.data_files, self.state.data_key)
-            self._load_input(path, files.node_name(path.name))
+            self._load_input(path, files.node_name(path.name), path.name)
         except files.UploadError as error:
             self._say(str(error), "error")
 
@@ -131,7 +132,7 @@ class SASANWebApp(TrameApp):
             if suffix is None:
                 raise files.UploadError(f"'{name}' is not a volume file SASAN reads (use NRRD, NIfTI or .mha)")
             path = self.uploads.save(content, name, suffix)
-            self._load_input(path, files.node_name(name))
+            self._load_input(path, files.node_name(name), name)
         except files.UploadError as error:
             self._say(str(error), "error")
 
@@ -144,15 +145,16 @@ class SASANWebApp(TrameApp):
         self.uploads.check_size(len(upload.content), name)
         return upload.content
 
-    def _load_input(self, path: Path, name: str) -> None:
-        """Check, then load ``path`` as the input; on any problem say why and change nothing."""
+    def _load_input(self, path: Path, name: str, shown_name: str) -> None:
+        """Check, then load ``path`` as the input node ``name``; on any problem say why (naming the file
+        ``shown_name``) and change nothing."""
         from .scene import read_volume, remove_nodes
 
         if self.state.running:
             self._say("A translation is running: cancel it or wait before loading another volume.", "error")
             return
         try:
-            files.check_volume_file(path, path.name if name is None else name)
+            files.check_volume_file(path, shown_name)
             node = read_volume(self.scene, path, name)
         except (files.UploadError, ValueError) as error:
             self._say(str(error), "error")
@@ -255,7 +257,13 @@ class SASANWebApp(TrameApp):
         return request_problem(card, self.state.target, segment=bool(self.state.segment),
                                attention=bool(self.state.attention))
 
-    async def translate(self) -> None:
+    def translate(self) -> None:
+        """Start a run and return at once: the page's connection handles one message at a time, so a run
+        awaited here would hold back every click and scroll until it ended."""
+        if not self.state.running:
+            self._task = asyncio.ensure_future(self._translate())
+
+    async def _translate(self) -> None:
         from .runner import RunCancelled, RunFailed, TranslationRun
         from .scene import load_results, write_node
 
@@ -302,11 +310,10 @@ class SASANWebApp(TrameApp):
             self.state.progress = round(100 * fraction, 1)
             self.state.progress_text = progress_text(fraction, message)
 
-    async def cancel(self) -> None:
+    def cancel(self) -> None:
         if self.run is not None:
-            with self.state:
-                self.state.progress_text = "Cancelling ..."
-            await self.run.cancel()
+            self.state.progress_text = "Cancelling ..."
+            self._cancel_task = asyncio.ensure_future(self.run.cancel())
 
     # ----------------------------------------------------------------- results
     def _show_results(self, results) -> None:
@@ -323,7 +330,8 @@ class SASANWebApp(TrameApp):
         self.state.update({
             "has_results": True, "results_summary": results.summary, "legend": segments(results.segmentation),
             "attention_items": [{"title": text, "value": str(index)} for index, (text, _) in enumerate(self._choices)],
-            "attention_choice": "1" if len(self._choices) > 1 else "0", "show_segmentation": True,
+            "attention_choice": str(next((i for i, (text, _) in enumerate(self._choices) if text.startswith("Map")), 0)),
+            "show_segmentation": True,
             "background": "input", "download_names": self._download_names(name, suffix),
         })
         self._on_attention_display()

@@ -327,12 +327,12 @@ class SASANWebApp(TrameApp):
         self._choices = attention_choices(results.attention, results.overview)
         name = self.input_node.GetName()
         suffix = files.FORMAT_SUFFIXES.get(self.state.download_format, ".nii.gz")
+        first_map = next((i for i, (text, _) in enumerate(self._choices) if text.startswith("Map")), 0)
         self.state.update({
             "has_results": True, "results_summary": results.summary, "legend": segments(results.segmentation),
             "attention_items": [{"title": text, "value": str(index)} for index, (text, _) in enumerate(self._choices)],
-            "attention_choice": str(next((i for i, (text, _) in enumerate(self._choices) if text.startswith("Map")), 0)),
-            "show_segmentation": True,
-            "background": "input", "download_names": self._download_names(name, suffix),
+            "attention_choice": str(first_map),
+            "show_segmentation": True, "background": "input", "download_names": self._download_names(name, suffix),
         })
         self._on_attention_display()
         self._on_segmentation_display()

@@ -87,7 +87,7 @@ class SASANWebApp(TrameApp):
         state.update({
             "message": "", "message_type": "info", "busy": False,
             "input_name": "", "data_items": [{"title": e.title, "value": e.key} for e in self.data_files],
-            "data_key": None, "max_upload_bytes": self.uploads.max_bytes,
+            "data_key": None, "max_upload_bytes": self.uploads.max_bytes, "upload_generation": 0,
             "model_items": [], "model_key": None, "model_card_html": "", "model_needs_trust": False,
             "trust_text": "", "target": "MR", "segment": True, "attention": True, "device": "auto",
             "running": False, "progress": 0.0, "progress_text": "",

@@ -160,7 +160,7 @@ class UploadStore:
     def check_size(self, size: int, shown_name: str) -> None:
         if size > self.max_bytes:
             raise UploadError(f"'{shown_name}' is {size / 1e6:.1f} MB, more than this server accepts "
-                              f"({self.max_bytes / 1e6:.0f} MB; see sasan web --max-upload-mb)")
+                              f"({round(self.max_bytes / 1e6, 2):g} MB; see sasan web --max-upload-mb)")
 
     def save(self, content: bytes, shown_name: str, suffix: str) -> Path:
         """Store ``content`` as a new file with ``suffix`` (chosen by the caller from an allow-list)."""

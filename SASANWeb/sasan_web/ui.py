@@ -13,16 +13,17 @@ VOLUME_ACCEPT = ".nrrd,.nii,.nii.gz,.mha"
 
 
 def _upload_js(trigger: str) -> str:
-    """Send the chosen file to ``trigger`` unless it is larger than the server accepts (said at once)."""
+    """Send the chosen file to ``trigger`` unless it is larger than the server accepts (said at once); either
+    way the input is then made anew (``upload_generation``), so it shows no file and takes the same one again."""
     return (
         "const f = $event.target.files && $event.target.files[0];"
         "if (f) {"
         "  if (f.size > max_upload_bytes) {"
         "    message = `'${f.name}' is ${(f.size / 1e6).toFixed(1)} MB, more than this server accepts "
-        "(${(max_upload_bytes / 1e6).toFixed(0)} MB; see sasan web --max-upload-mb)`; message_type = 'error';"
+        "(${+(max_upload_bytes / 1e6).toFixed(2)} MB; see sasan web --max-upload-mb)`; message_type = 'error';"
         f"  }} else {{ trigger('{trigger}', [f]); }}"
         "}"
-        "$event.target.value = null;"
+        "upload_generation += 1;"
     )
 
 
@@ -53,6 +54,7 @@ def _input_section(app) -> None:
                        v_model=("data_key",), density="compact", hide_details=True)
             v3.VBtn("Load", id="data-load", size="small", click=app.load_data_file, disabled=("!data_key || running",))
     v3.VFileInput(id="volume-upload", label="Upload a volume (NRRD, NIfTI, .mha)", accept=VOLUME_ACCEPT,
+                  key=("`volume-${upload_generation}`",),
                   density="compact", hide_details=True, classes="mt-2", prepend_icon="mdi-upload",
                   disabled=("running",), change=_upload_js(app.server.controller.trigger_name(app.upload_volume)))
     html.Div("{{ input_name ? 'Input: ' + input_name : 'No volume loaded' }}", id="input-name",
@@ -64,6 +66,7 @@ def _model_section(app) -> None:
     v3.VSelect(id="model-select", items=("model_items",), v_model=("model_key",), density="compact",
                hide_details=True, disabled=("running",))
     v3.VFileInput(id="model-upload", label="Upload a model (.safetensors)", accept=".safetensors",
+                  key=("`model-${upload_generation}`",),
                   density="compact", hide_details=True, classes="mt-2", prepend_icon="mdi-upload",
                   disabled=("running",), change=_upload_js(app.server.controller.trigger_name(app.upload_model)))
     with v3.VExpansionPanels(classes="mt-2"), v3.VExpansionPanel(title="Model card"):
@@ -136,11 +139,12 @@ def build(app):
         with v3.VAppBar(density="compact"):
             v3.VAppBarTitle("SASAN: translate and segment (research use, not for diagnosis)")
         with v3.VNavigationDrawer(permanent=True, width=PANEL_WIDTH), html.Div(classes="pa-3", id="panel"):
+            # The one message (error, progress, done) at the top, where it is seen whatever the scroll.
+            v3.VAlert(v_if=("message",), id="message", text=("message",), type=("message_type",),
+                      variant="tonal", density="compact", classes="mb-2")
             _input_section(app)
             _model_section(app)
             _run_section(app)
-            v3.VAlert(v_if=("message",), id="message", text=("message",), type=("message_type",),
-                      variant="tonal", density="compact", classes="mt-3")
             _results_section(app)
         with v3.VMain(), html.Div(style="height: calc(100vh - 48px); display: flex;", id="views"):
             app.layout_manager.initialize_layout_grid(layout)

@@ -100,6 +100,19 @@ def start_server(folders: dict, extra_args=(), env_overrides=None) -> WebServer:
     raise RuntimeError("sasan web did not start:\n" + "".join(log[-40:]))
 
 
+def write_small_volume(path: Path) -> Path:
+    """A 24 x 20 x 8 CT-like volume (a bright block in air): a data file or an upload that is not the phantom."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    array = np.full((8, 20, 24), -1000, np.int16)
+    array[2:6, 5:15, 6:18] = 40
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((1.5, 1.5, 3.0))
+    sitk.WriteImage(image, str(path), True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def web_folders(tmp_path_factory):
     """The server's folders: data (one phantom volume), models (tiny and slow), and its sample cache."""
@@ -110,6 +123,7 @@ def web_folders(tmp_path_factory):
     folders = {name: base / name for name in ("data", "models", "cache", "uploads")}
     for folder in folders.values():
         folder.mkdir()
+    write_small_volume(folders["data"] / "small_ct.nrrd")
     write_tiny_model(folders["models"] / "tiny.safetensors")
     write_slow_model(folders["models"] / "slow.safetensors")
     return folders

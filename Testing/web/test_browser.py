@@ -24,9 +24,12 @@ LOW_ATTENTION = 26  # uint8: maps below 0.1 are transparent
 JPEG_TOLERANCE = 14  # per channel: the views arrive as JPEG
 
 
+MAX_UPLOAD_MB = 0.05  # the phantom (about 1 MB) comes from the sample button, so small uploads suffice
+
+
 @pytest.fixture(scope="module")
 def server(web_folders):
-    started = start_server(web_folders)
+    started = start_server(web_folders, ["--max-upload-mb", str(MAX_UPLOAD_MB)])
     yield started
     started.stop()
 
@@ -151,6 +154,23 @@ def segment_fit(labels: np.ndarray, before: np.ndarray, after: np.ndarray) -> tu
 STATE = {}
 
 
+def test_a_data_file_and_an_upload_load_and_a_large_upload_is_refused(page, tmp_path):
+    from conftest import write_small_volume
+
+    choose(page, "data-select", "small_ct.nrrd")
+    page.click("#data-load")
+    page.wait_for_selector("#input-name:has-text('Input: small_ct')")
+    assert message(page) == "Loaded 'small_ct'."
+    page.set_input_files("#volume-upload", str(write_small_volume(tmp_path / "upload ct.nrrd")))
+    page.wait_for_selector("#input-name:has-text('Input: upload ct')")
+    large = tmp_path / "large.nrrd"
+    large.write_bytes(b"NRRD0004\n" + bytes(60_000))
+    page.set_input_files("#volume-upload", str(large))
+    page.wait_for_selector("#message:has-text('more than this server accepts (0.05 MB')")
+    assert message(page).startswith("'large.nrrd' is 0.1 MB")
+    assert page.locator("#input-name").inner_text() == "Input: upload ct"
+
+
 def test_phantom_sample_loads_and_shows_in_the_axial_view(page, tmp_path):
     page.click("#sample-ct")
     page.wait_for_selector("#input-name:has-text('SASANPhantomCT')")
@@ -224,8 +244,16 @@ def test_translate_shows_segments_and_attention_where_they_lie(page, server, tmp
     STATE["map 1"] = axial(page)
     page.click("#show-segmentation")
     time.sleep(1)
-    if os.environ.get(SCREENSHOT_ENV):
-        page.screenshot(path=os.environ[SCREENSHOT_ENV])
+    if os.environ.get(SCREENSHOT_ENV):  # the README's picture: tall enough for the whole panel
+        for height in (1300, 900):
+            page.set_viewport_size({"width": 1400, "height": height})
+            time.sleep(2)
+            for button in page.locator(".view-gutter button:has(.mdi-camera-flip-outline)").all():
+                button.click()  # "Reset Camera": fit the slices to the new size
+            page.mouse.move(5, 5)  # no tooltip in the picture
+            time.sleep(2)
+            if height == 1300:
+                page.screenshot(path=os.environ[SCREENSHOT_ENV])
 
 
 def check_attention_overlay(page, attention: np.ndarray, base: np.ndarray, grid: Grid) -> None:

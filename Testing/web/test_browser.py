@@ -301,3 +301,35 @@ def test_cancel_mid_run_adds_nothing_and_slices_scroll_meanwhile(page):
         time.sleep(0.2)
     assert page.locator("#results").inner_text() == results_before
     assert np.abs(axial(page) - view_before).max(axis=2).mean() < 2
+
+
+def listening_addresses(port: int) -> set:
+    """The local addresses with a socket listening on ``port`` (Linux /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_only_this_machine_and_only_with_the_token(browser, server):
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    if Path("/proc/net/tcp").exists():
+        assert listening_addresses(url.port) == {"0100007F"}, "bound to 127.0.0.1 only"
+    context = browser.new_context()
+    try:
+        for address in (f"{url.scheme}://{url.netloc}/", f"{url.scheme}://{url.netloc}/?secret=wrong"):
+            stranger = context.new_page()
+            stranger.goto(address)
+            time.sleep(5)
+            assert stranger.locator("#sample-ct").count() == 0, f"{address} must not get the app"
+            stranger.close()
+    finally:
+        context.close()

@@ -14,6 +14,8 @@ import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -22,74 +24,71 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from SASANSlicerLib import TranslationLogic, attention_display, environment, model_trust, models, sample_data
+from SASANSlicerLib import TranslationLogic, attention_display, environment, model_files, model_trust, sample_data
+from SASANSlicerLib.dependencies import (
+    ENGINE_REQUIREMENTS,
+    ensure_dependencies,
+    ensure_dependencies_or_explain,
+    require_test_dependencies,
+)
 from SASANSlicerLib.progress import CancelToken, RunCancelled, progress_text
 
 MODULE_DIR = Path(__file__).resolve().parent
-REQUIREMENTS_FILE = MODULE_DIR / "Resources" / "SASANSlicer-requirements.txt"
 BROWSE = "<browse>"  # item data of the model selector's "Browse..." entry
+DOCUMENTATION_URL = "https://github.com/SASAN-for-3D-Slicer/SlicerSASAN#readme"
 
 
 class SASANSlicer(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "SASAN"
-        self.parent.categories = ["Image Synthesis"]
+        self.parent.title = _("SASAN")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Image Synthesis")]
         self.parent.dependencies = []
-        self.parent.contributors = ["SASAN for 3D Slicer developers"]
-        self.parent.helpText = """
+        self.parent.contributors = ["SASAN for 3D Slicer developers (SASAN-for-3D-Slicer)"]
+        self.parent.helpText = _("""
 Translates a CT volume into an MRI-like volume or the reverse with a SASAN model
 (Self-Attentive Spatial Adaptive Normalization), segments the translated anatomy and shows the
 model's attention maps. Results overlay the input exactly. For research, not for diagnosis.
 Pick an input volume and a model, then Apply; Apply turns into Cancel while the run goes on.
 Train your own models with the SASAN Trainer module.
-"""
-        self.parent.acknowledgementText = """
+""") + f'<p><a href="{DOCUMENTATION_URL}">{_("Documentation")}</a></p>'
+        self.parent.acknowledgementText = _("""
 Method: D. Tomar, M. Lortkipanidze, G. Vray, B. Bozorgtabar, J.-P. Thiran, "Self-Attentive Spatial
 Adaptive Normalization for Cross-Modality Domain Adaptation", IEEE Transactions on Medical Imaging 2021.
-"""
+""")
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 def registerSampleData():
-    """Phantom CT and MR volumes in the Sample Data module, made locally on first use (no download)."""
+    """Phantom CT and MR volumes in the Sample Data module, made locally (no download, no PyTorch).
+
+    ``SampleData.downloadSample(name)`` copies the registered ``file://`` URI and never calls the custom
+    downloader, so the files are made here when missing (about a second, once); the Sample Data button's
+    custom downloader makes them too, should that have failed.
+    """
     import SampleData
 
-    icon = str(MODULE_DIR / "Resources" / "Icons" / "SASANSlicer.png")
-    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer >= 5.9
-        SampleData.SampleDataLogic.registerCustomSampleDataCategory("SASAN", "SASAN")
-    for modality, sampleName in sample_data.PHANTOM_SAMPLES.items():
-        path = sample_data.phantom_sample_file(modality)
-        SampleData.SampleDataLogic.registerCustomSampleDataSource(
-            category="SASAN",
-            sampleName=sampleName,
-            thumbnailFileName=icon,
-            uris=path.resolve().as_uri(),
-            fileNames=path.name,
-            nodeNames=sampleName,
-            customDownloader=_loadPhantomSample,
-        )
-
-
-def ensureDependenciesOrExplain(ensure) -> bool:
-    """``ensure()``, with one error message box (and False) if installing packages fails."""
     try:
-        return ensure()
-    except Exception as error:
-        logging.exception("installing SASAN's Python packages failed")
-        slicer.util.errorDisplay(f"Could not install the required Python packages: {error}",
-                                 detailedText=traceback.format_exc())
-        return False
+        SASANSlicerLogic.ensureEngine()
+        sample_data.prepare_phantom_samples()
+    except Exception:
+        logging.warning("SASAN: the phantom samples could not be made now; the Sample Data button retries",
+                        exc_info=True)
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer >= 5.12
+        SampleData.SampleDataLogic.registerCustomSampleDataCategory(sample_data.SAMPLE_CATEGORY, _("SASAN"))
+    icon = MODULE_DIR / "Resources" / "Icons" / "SASANSlicer.png"
+    for source in sample_data.phantom_sample_sources(icon):
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(**source, customDownloader=_loadPhantomSample)
 
 
 def _loadPhantomSample(source):
-    """Sample Data button: generate (first time) and load the phantom volume of ``source``."""
-    modality = next(m for m, name in sample_data.PHANTOM_SAMPLES.items() if name == source.sampleName)
-    with slicer.util.tryWithErrorDisplay(f"Could not make the SASAN {modality} phantom.", waitCursor=True):
-        logic = SASANSlicerLogic()
-        if ensureDependenciesOrExplain(logic.ensureDependencies):
-            return logic.loadPhantomSample(modality)
-    return None
+    """Sample Data button: make the phantom files if missing, then load ``source`` as ``downloadSample`` does."""
+    import SampleData
+
+    with slicer.util.tryWithErrorDisplay(_("Could not make the SASAN phantom samples."), waitCursor=True):
+        SASANSlicerLogic.ensureEngine()
+        sample_data.prepare_phantom_samples()
+        return SampleData.SampleDataLogic().downloadFromSource(source)
 
 
 @parameterNodeWrapper
@@ -108,7 +107,7 @@ class SASANSlicerParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelPath: str = ""
     target: Annotated[str, Choice(["MR", "CT"])] = "MR"
-    device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
+    device: Annotated[str, Choice(environment.device_choices())] = "auto"
     segment: bool = True
     attention: bool = False
     outputVolume: vtkMRMLScalarVolumeNode
@@ -199,7 +198,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         selector = self.ui.modelSelector
         selector.blockSignals(True)
         selector.clear()
-        for entry in models.find_models(models.model_folders(MODULE_DIR)):
+        for entry in model_files.find_models(model_files.model_folders(MODULE_DIR)):
             selector.addItem(entry.name, str(entry.path))
             selector.setItemData(selector.count - 1, str(entry.path), qt.Qt.ToolTipRole)
         selector.addItem("Browse...", BROWSE)
@@ -280,7 +279,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.enabled = False
             self.ui.statusLabel.text = "Cancelling after the current batch..."
             return
-        if not ensureDependenciesOrExplain(self.logic.ensureDependencies):
+        if not ensure_dependencies_or_explain(self.logic.ensureDependencies):
             self.ui.statusLabel.text = "Not started: required Python packages are missing."
             return
         parameters = self._parameterNode
@@ -316,7 +315,7 @@ class SASANSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def confirmModelUse(self, modelPath: Path) -> bool:
         """Before the first use of a model from outside SASAN: show its card, ask, remember a yes."""
-        consent = model_trust.ModelConsent(models.model_folders(MODULE_DIR), qt.QSettings())
+        consent = model_trust.ModelConsent(model_files.model_folders(MODULE_DIR), qt.QSettings())
         if self._card is None or not consent.needs_confirmation(modelPath, self._card):
             return True
         text = model_trust.confirmation_text(self._card, modelPath)
@@ -371,33 +370,7 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def ensureDependencies() -> bool:
         """torch from the PyTorch extension, other packages by pip, each after the user agrees."""
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                slicer.util.errorDisplay("SASAN needs PyTorch: install the 'PyTorch' extension from the "
-                                         "Extensions Manager, restart Slicer and try again.")
-                return False
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
-                return False
-        return SASANSlicerLogic.ensurePackages(REQUIREMENTS_FILE, "SASAN")
-
-    @staticmethod
-    def ensurePackages(requirementsFile: Path, purpose: str) -> bool:
-        """pip-install the packages of ``requirementsFile`` that are missing, once the user agrees."""
-
-        def install(requirements):
-            with slicer.util.WaitCursor():
-                slicer.util.pip_install(requirements)
-
-        return environment.install_missing(
-            environment.read_requirements(requirementsFile),
-            confirm=lambda message: slicer.util.confirmOkCancelDisplay(message, f"{purpose}: install Python packages"),
-            install=install,
-            purpose=purpose,
-        )
+        return ensure_dependencies("SASAN")
 
     @staticmethod
     def readModelCard(modelPath: str):
@@ -420,7 +393,7 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
         from sasan.card import ModelFileError, read_card
 
         try:
-            return models.model_card_html(read_card(modelPath), Path(modelPath).name)
+            return model_files.model_card_html(read_card(modelPath), Path(modelPath).name)
         except ModelFileError as error:
             return f"<p><b>Not usable:</b> {error}</p>"
 
@@ -451,34 +424,44 @@ class SASANSlicerLogic(ScriptedLoadableModuleLogic):
 
 
 class SASANSlicerTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer (Developer mode > Reload and Test, or ctest)."""
+    """Runs inside Slicer (Developer mode > Reload and Test, or ctest).
+
+    Each test starts with ``requireDependencies``, so the tests pass in any order (ctest runs them
+    alphabetically, each on its own) and never install packages while Slicer runs tests.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_RefusesVectorVolume()
-        self.setUp()
-        self.test_PhantomTranslation()
-        self.setUp()
-        self.test_CancelAddsNothing()
+        import unittest
+
+        for test in (self.test_RefusesVectorVolume, self.test_SampleDataLoadsPhantom, self.test_PhantomTranslation,
+                     self.test_CancelAddsNothing):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as reason:
+                self.delayDisplay(f"{test.__name__} skipped: {reason}")
+
+    def requireDependencies(self, translation: bool) -> None:
+        """The engine, and with ``translation`` what a translation imports (see ``requireTestDependencies``)."""
+        SASANSlicerLogic.ensureEngine()
+        require_test_dependencies(self, [ENGINE_REQUIREMENTS] if translation else [], torch=translation)
 
     def _shippedModel(self):
-        found = models.find_models(models.model_folders(MODULE_DIR))
+        found = model_files.find_models(model_files.model_folders(MODULE_DIR))
         if not found:
             self.skipTest("no model file in Resources/Models")
         return found[0].path
 
     def test_RefusesVectorVolume(self):
+        self.requireDependencies(translation=False)
         self.delayDisplay("A colour volume is refused with a clear message")
         import numpy as np
-
-        logic = SASANSlicerLogic()
-        self.assertTrue(logic.ensureDependencies())
-        logic.ensureEngine()
         from SASANSlicerLib.nodes import UnsupportedVolumeError
 
+        logic = SASANSlicerLogic()
         colour = slicer.util.addVolumeFromArray(np.zeros((4, 5, 6, 3), np.uint8), name="photo",
                                                 nodeClassName="vtkMRMLVectorVolumeNode")
         before = slicer.mrmlScene.GetNumberOfNodes()
@@ -487,10 +470,25 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
         self.delayDisplay("Test passed")
 
+    def test_SampleDataLoadsPhantom(self):
+        self.requireDependencies(translation=False)
+        self.delayDisplay("SampleData.downloadSample loads the phantom CT without the Sample Data button")
+        import SampleData
+
+        registerSampleData()
+        volume = SampleData.downloadSample("SASANPhantomCT")
+        self.assertTrue(volume is not None and volume.IsA("vtkMRMLScalarVolumeNode"))
+        self.assertEqual(volume.GetName(), "SASANPhantomCT")
+        import SimpleITK as sitk  # bundled with Slicer
+
+        made = sitk.ReadImage(str(sample_data.phantom_sample_file("CT")))
+        self.assertEqual(volume.GetImageData().GetDimensions(), made.GetSize())
+        self.delayDisplay("Test passed")
+
     def test_PhantomTranslation(self):
+        self.requireDependencies(translation=True)
         self.delayDisplay("Translate the CT phantom to MR, with segmentation and attention maps")
         logic = SASANSlicerLogic()
-        self.assertTrue(logic.ensureDependencies())
         modelPath = self._shippedModel()
         card = logic.readModelCard(str(modelPath))
         inputVolume = logic.loadPhantomSample("CT")
@@ -511,10 +509,13 @@ class SASANSlicerTest(ScriptedLoadableModuleTest):
             names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
             self.assertEqual(names, [label["name"] for label in card.labels])
         self.assertEqual(len(result.attentionNodes), card.model_config.num_maps)
+        for node in result.attentionNodes:  # attention near 0 leaves the input visible
+            self.assertTrue(node.GetDisplayNode().GetApplyThreshold())
         self.assertTrue(fractions and max(fractions) <= 1.0)
         self.delayDisplay("Test passed")
 
     def test_CancelAddsNothing(self):
+        self.requireDependencies(translation=True)
         self.delayDisplay("A cancelled run adds nothing")
         logic = SASANSlicerLogic()
         modelPath = self._shippedModel()

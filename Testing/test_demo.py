@@ -21,8 +21,8 @@ from sasan.demo import (
     merge,
     run_demo,
 )
-from sasan.evaluation import SUMMARY_COLUMNS
-from sasan.presets import preset_path
+from sasan.reports import SUMMARY_COLUMNS
+from sasan.resources import preset_path
 
 STRUCTURES = ["LV myocardium", "LA blood", "LV blood", "ascending aorta"]
 TINY = {"data": {"image_size": 32, "phantom_subjects": 3, "phantom_size": 32},

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from sasan.evaluation import (
+from sasan.reports import (
     SUMMARY_COLUMNS,
     EvaluationError,
     VolumeScores,

@@ -29,10 +29,11 @@ from sasan.data.preprocess import IntensityMap, denormalize, fit_intensity_map, 
 from sasan.data.slices import context_stack
 from sasan.data.volume import Volume
 from sasan.inference import InferenceError, TranslationCancelled, translate_volume
-from sasan.inference import volume as inference_volume
-from sasan.inference.engine import Engine
+from sasan.inference import translation as inference_translation
 from sasan.inference.fast_modules import InstanceNorm, optimize_for_inference
 from sasan.inference.postprocess import keep_largest_foreground_component
+from sasan.inference.prepared import PreparedNetworks
+from sasan.inference.slicewise import context_indices, segment_slices
 from sasan.inference.window import SliceWindow
 
 TINY = {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8], "decoder_widths": [8, 4, 4],
@@ -311,7 +312,7 @@ def test_segmenter_window_stays_bounded(tiny_model, monkeypatch):
             super().__init__(*args, **kwargs)
             windows.append(self)
 
-    monkeypatch.setattr(inference_volume, "SliceWindow", RecordingWindow)
+    monkeypatch.setattr(inference_translation, "SliceWindow", RecordingWindow)
     long_volume = Volume(np.random.default_rng(0).normal(100, 80, (40, 9, 11)).astype(np.float32))
     result = translate_volume(long_volume, tiny_model, "MR", device="cpu", batch_size=2, attention=False)
     (window,) = windows
@@ -333,7 +334,32 @@ def test_window_gives_edge_replicated_context():
     assert sorted(window.slices) == [2, 3]
 
 
-class _OutOfMemoryAbove(Engine):
+def test_context_indices_repeat_the_edge_slices():
+    assert context_indices(0, 4, 4, 3).tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
+    assert context_indices(1, 2, 2, 5).tolist() == [[0, 0, 1, 1, 1]]
+
+
+def test_segment_slices_equals_the_slice_at_a_time_path(tiny_model, phantom):
+    # The no-adaptation baseline of scripts/head_model/evaluate.py was written this way, with numpy helpers.
+    volume, _ = phantom
+    card = tiny_model.card
+    axis = slicing_axis(volume, card.slicing_axis)
+    imap = fit_intensity_map(volume.array, card.normalization_config("CT"))
+    stack = normalize(to_slice_stack(volume.array, axis), imap)
+    segmenter = tiny_model.segmenter("MR")
+    expected = []
+    with torch.no_grad():
+        for index in range(len(stack)):
+            square = fit_to_square(context_stack(stack, index, card.context), card.image_size, "image")
+            logits = segmenter(torch.from_numpy(square)[None]).float()[0].numpy()
+            expected.append(restore_from_square(logits, stack.shape[1:], "image").argmax(0))
+    got = segment_slices(segmenter, torch.from_numpy(np.ascontiguousarray(stack)), context=card.context,
+                         size=card.image_size, batch_size=1, device=torch.device("cpu"))
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.stack(expected))
+
+
+class _OutOfMemoryAbove(PreparedNetworks):
     """An engine that runs out of memory for batches larger than ``limit`` slices."""
 
     limit = 1
@@ -345,8 +371,8 @@ class _OutOfMemoryAbove(Engine):
 
 
 def test_out_of_memory_halves_the_batch(tiny_model, phantom, fp32_result, monkeypatch):
-    real_build = inference_volume.build_engine
-    monkeypatch.setattr(inference_volume, "build_engine",
+    real_build = inference_translation.prepare_networks
+    monkeypatch.setattr(inference_translation, "prepare_networks",
                         lambda *a, **k: _OutOfMemoryAbove(**vars(real_build(*a, **k))))
     result = translate_volume(phantom[0], tiny_model, "MR", device="cpu", precision="fp32", batch_size=8, threads=1)
     assert result.batch_size == 1 and result.device == "cpu"
@@ -357,14 +383,14 @@ def test_out_of_memory_at_batch_one_finishes_on_the_cpu(tiny_model, phantom, mon
     class AlwaysOutOfMemory(_OutOfMemoryAbove):
         limit = 0
 
-    real_build = inference_volume.build_engine
+    real_build = inference_translation.prepare_networks
 
     def build_on_a_full_device(*args, **kwargs):
         engine = real_build(*args, **kwargs)
         # "meta" stands in for a GPU: inputs are prepared there (shapes only) and every batch fails.
         return AlwaysOutOfMemory(**{**vars(engine), "device": torch.device("meta")})
 
-    monkeypatch.setattr(inference_volume, "build_engine", build_on_a_full_device)
+    monkeypatch.setattr(inference_translation, "prepare_networks", build_on_a_full_device)
     result = translate_volume(phantom[0], tiny_model, "MR", device="cpu", precision="fp32", batch_size=2)
     assert result.device == "cpu" and result.batch_size == 1
     assert result.notes and "finished on the CPU" in result.notes[0]

@@ -1,6 +1,5 @@
 """The evaluation protocol: scoring hand-made methods, paired references, output folders, and
 ``sasan evaluate`` / ``sasan train-segmenter --translator`` on a tiny model trained here."""
-import argparse
 import csv
 
 import numpy as np
@@ -16,20 +15,20 @@ from sasan.data.io import read_labels, read_volume
 from sasan.data.phantom import LABELS
 from sasan.data.volume import Volume
 from sasan.demo import load_preset, merge
-from sasan.evaluation import SUMMARY_COLUMNS
 from sasan.metrics import segmentation_scores
 from sasan.protocol import (
     HeldOutVolume,
     MethodOutput,
     ProtocolError,
     check_model_fits,
-    evaluate_command,
+    evaluate_model,
     method_folder_name,
     paired_reference,
     prepare_output_folder,
     run_methods,
     write_reports,
 )
+from sasan.reports import SUMMARY_COLUMNS
 from sasan.training.checkpoint import latest_checkpoint
 from sasan.training.export import export_run
 from sasan.training.segmenter import train_segmenter
@@ -140,15 +139,10 @@ def tiny(tmp_path_factory):
         yield config_file, model_file, folder / "cache"
 
 
-def evaluate_args(config, model, output, overwrite=False):
-    return argparse.Namespace(config=str(config), model=str(model), output=str(output), device="cpu",
-                              overwrite=overwrite)
-
-
 def test_evaluate_writes_tables_volumes_and_figures_that_agree(tiny, tmp_path):
     config_file, model_file, cache = tiny
     output = tmp_path / "evaluation"
-    assert evaluate_command(evaluate_args(config_file, model_file, output)) == 0
+    assert "| " in evaluate_model(config_file, model_file, output, device="cpu")
 
     rows = list(csv.DictReader(open(output / "results.csv")))
     assert tuple(rows[0]) == SUMMARY_COLUMNS
@@ -211,7 +205,7 @@ def test_train_segmenter_adds_translated_images_with_a_translator(tiny, tmp_path
 def test_evaluate_failing_half_way_adds_nothing_and_keeps_older_results(tiny, tmp_path, monkeypatch):
     config_file, model_file, _ = tiny
     kept = tmp_path / "kept"
-    assert evaluate_command(evaluate_args(config_file, model_file, kept)) == 0
+    assert "| " in evaluate_model(config_file, model_file, kept, device="cpu")
     before = {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()}
 
     def fail(*args, **kwargs):
@@ -220,9 +214,9 @@ def test_evaluate_failing_half_way_adds_nothing_and_keeps_older_results(tiny, tm
     # volumes and figures are written by then: only the tables fail
     monkeypatch.setattr("sasan.protocol.write_reports", fail)
     with pytest.raises(RuntimeError, match="disk full"):
-        evaluate_command(evaluate_args(config_file, model_file, tmp_path / "new"))
+        evaluate_model(config_file, model_file, tmp_path / "new", device="cpu")
     assert not (tmp_path / "new").exists()
     with pytest.raises(RuntimeError, match="disk full"):
-        evaluate_command(evaluate_args(config_file, model_file, kept, overwrite=True))
+        evaluate_model(config_file, model_file, kept, device="cpu", overwrite=True)
     assert {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == before
-    assert not list(kept.glob(".sasan-partial-*"))
+    assert not [p for folder in (tmp_path, kept) for p in folder.iterdir() if p.name.startswith(".")]

@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sasan.config import RunConfig  # noqa: E402
 from sasan.demo import demo_configs, load_preset, merge  # noqa: E402
-from sasan.training.checkpoint import CHECKPOINT_DIR, latest_checkpoint  # noqa: E402
-from sasan.training.export import read_run_config  # noqa: E402
+from sasan.models.translator import attention_name, direction_networks, translate  # noqa: E402
+from sasan.training.checkpoint import latest_checkpoint  # noqa: E402
+from sasan.training.run_folder import CHECKPOINT_DIR, read_run_config  # noqa: E402
 from sasan.training.trainer import Trainer  # noqa: E402
-from sasan.training.validation import class_dice, held_out_slices  # noqa: E402
+from sasan.training.validation import class_dice, evaluation_mode, held_out_slices  # noqa: E402
 
 log = logging.getLogger("benchmarks.adversarial_phase")
 
@@ -43,14 +44,10 @@ def score(trainer: Trainer) -> dict:
     source, target = config.data.source.modality, config.data.target.modality
     images, truth = held_out_slices(trainer.data.test[source], config.data.image_size, config.data.context,
                                     limit=10_000)
-    translator = trainer.ema.shadow if trainer.ema is not None else trainer._translator()
-    trainer.nets.eval()
-    try:
-        maps, source_logits = translator[f"attention.{source}"](images)
-        translated = translator[f"generator.{source}_to_{target}"](images, maps)
-        target_logits = translator[f"attention.{target}"](translated)[1]
-    finally:
-        trainer.nets.train()
+    translator = trainer.translator()
+    with evaluation_mode(translator.values()):
+        translated, _, source_logits = translate(*direction_networks(translator, source, target), images)
+        target_logits = translator[attention_name(target)](translated)[1]
     own = [round(d, 3) for d in class_dice(source_logits.argmax(1), truth, config.num_classes)]
     through = [round(d, 3) for d in class_dice(target_logits.argmax(1), truth, config.num_classes)]
     return {f"{source}_head": own, f"{source}_head_mean": round(sum(own) / len(own), 3),

@@ -45,7 +45,8 @@ from sasan.data.preprocess import IntensityMap, normalize  # noqa: E402
 from sasan.data.slices import context_stack  # noqa: E402
 from sasan.data.volume import Volume  # noqa: E402
 from sasan.inference import translate_volume  # noqa: E402
-from sasan.inference.engine import build_engine  # noqa: E402
+from sasan.inference.prepared import prepare_networks  # noqa: E402
+from sasan.models.translator import translate  # noqa: E402
 from sasan.runtime import default_batch_size, free_cpu_cores, precision_name, resolve_device, resolve_precision  # noqa: E402
 
 log = logging.getLogger("benchmarks.inference")
@@ -168,8 +169,7 @@ def naive_calls(model: SASANModel, x: torch.Tensor) -> dict[str, Callable[[], ob
     maps, _ = attention(x)
 
     def full() -> torch.Tensor:
-        stack = generator(x, attention(x)[0])
-        return segmenter(stack)
+        return segmenter(translate(attention, generator, x)[0])
 
     calls = {"attention": lambda: attention(x), "generator": lambda: generator(x, maps),
              "segmenter": lambda: segmenter(x), "full path": full}
@@ -203,11 +203,11 @@ def agreement(model: SASANModel, engine, volume: Volume, image_size: int) -> dic
     with torch.inference_mode():
         for index in indices:
             x = slice_input(volume, image_size, int(index)).to(engine.device)
-            stack = model.generator("CT", "MR")(x, model.attention("CT")(x)[0])
+            stack = translate(model.attention("CT"), model.generator("CT", "MR"), x)[0]
             naive_images.append(stack[:, 1].cpu().numpy())
             naive_labels.append(model.segmenter("MR")(stack).argmax(1).cpu().numpy())
             prepared = engine.prepare_input(x)
-            ours = engine.generator(prepared, engine.attention(prepared)[0]).float()
+            ours = translate(engine.attention, engine.generator, prepared)[0].float()
             our_images.append(ours[:, 1].cpu().numpy())
             our_labels.append(engine.segment(ours).argmax(1).cpu().numpy())
     labels_equal = float(np.mean(np.concatenate(naive_labels) == np.concatenate(our_labels)))
@@ -381,7 +381,7 @@ def main() -> None:
     log.info("naive path (eager fp32, batch 1) and ours (%s), timed alternately", precision_name(dtype))
     model.to(device)
     x_device = x.to(device)
-    engine = build_engine(model, "CT", "MR", device, dtype, segmenter=True)
+    engine = prepare_networks(model, "CT", "MR", device, dtype, segmenter=True)
     rows: dict[str, dict] = {}
     with torch.no_grad():
         naive = naive_calls(model, x_device)

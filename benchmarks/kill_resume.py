@@ -39,9 +39,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from Testing.training.tiny import TINY_RUN  # noqa: E402
 from sasan.demo import merge  # noqa: E402
-from sasan.training.checkpoint import CHECKPOINT_DIR, latest_checkpoint, list_checkpoints, load_checkpoint  # noqa: E402
+from sasan.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint  # noqa: E402
+from sasan.training.run_folder import CHECKPOINT_DIR  # noqa: E402
+from Testing.training.tiny import TINY_RUN  # noqa: E402
 
 log = logging.getLogger("benchmarks.kill_resume")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

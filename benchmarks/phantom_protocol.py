@@ -38,7 +38,7 @@ from sasan.config import RunConfig  # noqa: E402
 from sasan.data.domains import load_domain  # noqa: E402
 from sasan.data.geometry import from_slice_stack  # noqa: E402
 from sasan.demo import CYCLEGAN_STYLE, NO_ADAPTATION, SASAN, SASAN_AUGMENTED, demo_configs, load_preset, run_demo  # noqa: E402
-from sasan.evaluation import MEAN_STRUCTURE, markdown_table, summarize  # noqa: E402
+from sasan.reports import MEAN_STRUCTURE, markdown_table, summarize  # noqa: E402
 from sasan.metrics import segmentation_scores  # noqa: E402
 from sasan.protocol import HeldOutVolume, held_out_volumes, run_methods, translation_method  # noqa: E402
 from sasan.training.export import load_run_networks  # noqa: E402

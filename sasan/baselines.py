@@ -1,9 +1,9 @@
 """The comparison rows of the protocol that need no translator: no adaptation and histogram matching.
 
 Both feed an *untranslated* volume to the target modality's U-Net, slice-wise and 2.5D exactly as
-inference feeds it translated slices: the slicing plane, a context stack of adjacent slices (edge
-slices repeated), pad-to-square and resize to the network's input size, logits resized back before
-the argmax. Only the intensity normalisation differs:
+inference feeds it translated slices (``sasan.inference.slicewise``): the slicing plane, a context stack
+of adjacent slices (edge slices repeated), pad-to-square and resize to the network's input size, logits
+resized back before the argmax. Only the intensity normalisation differs:
 
 - "W/o adaptation": the source volume with the *source* modality's normalisation (what the U-Net
   would see if one simply ran it on the other modality).
@@ -21,9 +21,10 @@ from torch import nn
 
 from sasan.config import CropConfig, NormalizationConfig
 from sasan.data.crop import CropRegion, crop_region, crop_volume, paste
-from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
+from sasan.data.geometry import slicing_axis, to_slice_stack
 from sasan.data.preprocess import fit_intensity_map, normalize
 from sasan.data.volume import Volume
+from sasan.inference.slicewise import segment_slices
 from sasan.protocol import Method, MethodOutput
 from sasan.runtime import resolve_device
 
@@ -102,19 +103,10 @@ class UntranslatedSegmenter:
         device = resolve_device(self.device)
         axis = slicing_axis(volume, self.plane)
         stack = normalize(to_slice_stack(volume.array, axis), fit_intensity_map(volume.array, normalization))
-        count, height, width = stack.shape
-        half = self.context // 2
-        offsets = np.arange(-half, half + 1)
         segmentation = np.empty(volume.shape, np.uint8)
-        network = self.network.to(device).eval()
-        source = torch.from_numpy(np.ascontiguousarray(stack))
-        with torch.inference_mode():
-            for start in range(0, count, self.batch_size):
-                rows = np.clip(np.arange(start, min(count, start + self.batch_size))[:, None] + offsets, 0, count - 1)
-                stacks = fit_to_square_tensor(source[torch.from_numpy(rows)], self.image_size, "image")
-                logits = network(stacks.to(device)).float()
-                labels = restore_from_square_tensor(logits, (height, width), "image").argmax(dim=1)
-                to_slice_stack(segmentation, axis)[start:start + len(rows)] = labels.to(torch.uint8).cpu().numpy()
+        to_slice_stack(segmentation, axis)[:] = segment_slices(
+            self.network.to(device).eval(), torch.from_numpy(np.ascontiguousarray(stack)), context=self.context,
+            size=self.image_size, batch_size=self.batch_size, device=device)
         return volume.with_array(segmentation)
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -22,25 +20,21 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from .atomic import atomic_file
 from .card import CARD_KEY, ModelCard, ModelFileError, read_card, request_problem
-from .models import build_attention, build_generator, build_segmenter
+from .models import build_segmenter
+from .models.translator import attention_name, build_translator, generator_name, segmenter_name
 
 log = logging.getLogger(__name__)
 
-FILE_MODE = 0o644  # model files are meant to be shared: readable by all, like any other written file
 
 
 def expected_networks(card: ModelCard) -> dict[str, nn.Module]:
     """Freshly initialised networks with exactly the names and shapes the card promises."""
     config = card.model_config
-    networks: dict[str, nn.Module] = {}
-    if config.attention:
-        for modality in card.modalities:
-            networks[f"attention.{modality}"] = build_attention(config, card.context, card.num_classes)
-    for source, target in card.directions:
-        networks[f"generator.{source}_to_{target}"] = build_generator(config, card.context)
+    networks = build_translator(config, card.context, card.num_classes, card.modalities, card.directions)
     for modality in card.segmenters:
-        networks[f"segmenter.{modality}"] = build_segmenter(config, card.context, card.num_classes)
+        networks[segmenter_name(modality)] = build_segmenter(config, card.context, card.num_classes)
     return networks
 
 
@@ -83,20 +77,13 @@ def save(path: Union[str, Path], card: ModelCard, networks: dict[str, nn.Module]
     _check_tensors(card, tensors)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise type(error)(f"{path}: cannot write into this folder ({error.strerror or error})") from None
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata={CARD_KEY: card.to_json()})
-        os.chmod(temporary, FILE_MODE)  # mkstemp creates 0600, which would hide the model from other users
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if not isinstance(error, (OSError, SafetensorError)):  # safetensors reports a full disk as its own error
-            raise
-        reason = getattr(error, "strerror", None) or str(error)
-        raise OSError(f"{path}: could not be written ({reason}); nothing was left behind") from None
+    with atomic_file(path) as temporary:
+        try:
+            save_file(tensors, str(temporary), metadata={CARD_KEY: card.to_json()})
+        except SafetensorError as error:  # how safetensors reports a full disk
+            raise OSError(str(error)) from None
     log.info("wrote model file %s (%d tensors)", path, len(tensors))
     return path
 
@@ -134,16 +121,16 @@ class SASANModel:
     networks: dict[str, nn.Module]
 
     def attention(self, modality: str) -> Optional[nn.Module]:
-        return self.networks.get(f"attention.{modality}")
+        return self.networks.get(attention_name(modality))
 
     def generator(self, source: str, target: str) -> nn.Module:
         problem = request_problem(self.card, target, source=source, segment=False, attention=False)
         if problem:
             raise ModelFileError(problem)
-        return self.networks[f"generator.{source}_to_{target}"]
+        return self.networks[generator_name(source, target)]
 
     def segmenter(self, modality: str) -> Optional[nn.Module]:
-        return self.networks.get(f"segmenter.{modality}")
+        return self.networks.get(segmenter_name(modality))
 
     def to(self, device: Union[str, torch.device]) -> "SASANModel":
         for module in self.networks.values():

@@ -1,26 +1,35 @@
 """The ``sasan`` command: demo, translate, train, export, train-segmenter, evaluate, phantom, web.
 
 User errors (bad file, bad config, refused overwrite, ...) print one line and exit with status 2; the
-traceback is shown only with ``--debug``. Interrupted runs exit 130.
+traceback is shown only with ``--debug``. Interrupted runs exit 130, as does a training run stopped on
+request (``sasan.training.stop``: it writes a checkpoint first, so ``--resume`` continues it).
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
+from .progress import PROGRESS_PREFIX, Progress
+
 log = logging.getLogger("sasan")
 
 USAGE_ERROR = 2
+INTERRUPTED = 130
 
 
 def _train(args: argparse.Namespace) -> int:
+    """Train; with --export, write the model file once the last step is done.  A stop request (a STOP file
+    in the run folder, SIGTERM, Ctrl-C) ends the run after its current step with a checkpoint."""
     from .config import load_config
+    from .data.io import check_writable
+    from .progress import progress_line_printer
     from .runtime import training_device
     from .training.distributed import DistributedContext
+    from .training.run_folder import default_run_folder
+    from .training.stop import StopRequest, TrainingStopped
     from .training.trainer import Trainer
 
     config = load_config(args.config)
@@ -28,13 +37,32 @@ def _train(args: argparse.Namespace) -> int:
         config.training.steps = args.steps
     if args.device:
         config.training.device = args.device
-    run_dir = Path(args.output or config.output)
+    run_dir = Path(args.output) if args.output else default_run_folder(config)
+    if args.export:
+        check_writable(args.export)  # refuse before hours of training, not after
+    stop = StopRequest(run_dir)
+    if stop():
+        log.warning("%s asks the run to stop: it stops after its first step (delete the file to train on)", stop.file)
     dist = DistributedContext.from_environment(training_device(config.training.device))
     try:
-        Trainer(config, run_dir, resume=args.resume, dist=dist).fit()
+        with stop.on_signals():
+            Trainer(config, run_dir, resume=args.resume, dist=dist, stop=stop,
+                    progress=progress_line_printer() if args.progress_lines else None).fit()
+    except TrainingStopped as stopped:
+        stop.clear()
+        log.warning("stopped at step %d with a checkpoint; continue with: sasan train %s --output %s --resume",
+                    stopped.step, args.config, run_dir)
+        return INTERRUPTED
     finally:
         dist.close()
-    if dist.is_main:
+    stop.clear()  # a request that came during the last step
+    if not dist.is_main:
+        return 0
+    if args.export:
+        from .training.export import export_run
+
+        log.info("run finished: %s; model file %s", run_dir, export_run(run_dir, Path(args.export), overwrite=True))
+    else:
         log.info("run finished: %s (export it with: sasan export %s -o model.safetensors)", run_dir, run_dir)
     return 0
 
@@ -42,12 +70,13 @@ def _train(args: argparse.Namespace) -> int:
 def _train_segmenter(args: argparse.Namespace) -> int:
     """The detached U-Net alone: a run whose only phase is the segmenter (adversarial steps = 0)."""
     from .config import load_config
+    from .training.run_folder import default_run_folder
     from .training.segmenter import train_segmenter
 
     config = load_config(args.config)
     if args.steps is not None:
         config.training.segmenter_steps = args.steps
-    run_dir = Path(args.output or f"{config.output}_segmenter")
+    run_dir = Path(args.output) if args.output else default_run_folder(config, segmenter=True)
     train_segmenter(config, run_dir, resume=args.resume, translator=args.translator)
     return 0
 
@@ -64,6 +93,7 @@ def _export(args: argparse.Namespace) -> int:
 def _translate(args: argparse.Namespace) -> int:
     from .data.io import WRITABLE_SUFFIXES, check_finite, check_writable, read_volume, volume_suffix, write_volumes
     from .inference import translate_volume
+    from .progress import progress_line_printer
 
     outputs = [Path(args.output)] + ([Path(args.segmentation)] if args.segmentation else [])
     for path in outputs:  # refuse before hours of work, not after
@@ -79,10 +109,13 @@ def _translate(args: argparse.Namespace) -> int:
         check_writable(first_map)
     volume = read_volume(args.input)
     check_finite(volume, args.input)
+    if args.quiet:
+        progress = None
+    else:
+        progress = progress_line_printer() if args.progress_lines else _progress_bar()
     result = translate_volume(volume, args.model, args.to, source=args.source, device=args.device,
                               segment=bool(args.segmentation), attention=bool(args.attention),
-                              batch_size=args.batch_size, threads=args.threads,
-                              progress=_progress_printer() if not args.quiet else None)
+                              batch_size=args.batch_size, threads=args.threads, progress=progress)
     written = {Path(args.output): result.translated}
     if args.segmentation and result.segmentation is not None:
         written[Path(args.segmentation)] = result.segmentation
@@ -94,7 +127,7 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_printer():
+def _progress_bar() -> Progress:
     from tqdm import tqdm
 
     bar = tqdm(total=100, unit="%", desc="translating")
@@ -110,9 +143,11 @@ def _progress_printer():
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .protocol import evaluate_command
+    from .protocol import evaluate_model
 
-    return evaluate_command(args)
+    print(evaluate_model(Path(args.config), Path(args.model), Path(args.output), device=args.device,
+                         overwrite=args.overwrite))
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -122,32 +157,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _phantom(args: argparse.Namespace) -> int:
-    """Generate into a hidden folder beside the output, then move it (or, with --overwrite, its files) in place."""
-    import shutil
-    import tempfile
-
+    """Generate into a hidden folder, then move it (or, with --overwrite, its files) in place."""
+    from .atomic import staged_folder
     from .data.phantom import write_phantom
 
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"{output} exists and is not a folder; choose another output")
-    used = output.is_dir() and any(output.iterdir())
-    if used and not args.overwrite:
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{output} already exists and is not empty; pass --overwrite to replace the "
                               "phantom's files in it (nothing else is deleted)")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial.", dir=output.parent))
-    try:
+    with staged_folder(output) as staging:
         write_phantom(staging, args.subjects, args.seed, args.size)
-        if not used:
-            os.replace(staging, output)  # a missing or empty folder is replaced as a whole
-        else:
-            for file in sorted(p for p in staging.rglob("*") if p.is_file()):
-                target = output / file.relative_to(staging)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(file, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     print(output)
     return 0
 
@@ -183,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--threads", type=int, help="CPU threads (default: the free cores)")
     translate.add_argument("--overwrite", action="store_true", help="replace existing output files")
     translate.add_argument("--quiet", action="store_true", help="no progress bar")
+    translate.add_argument("--progress-lines", action="store_true",
+                           help=f"report progress as lines '{PROGRESS_PREFIX} {{JSON}}' on stdout instead of a bar")
     translate.set_defaults(handler=_translate)
 
     train = commands.add_parser("train", help="train SASAN from a YAML configuration")
@@ -191,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     train.add_argument("--steps", type=int, help="override training.steps")
     train.add_argument("--device", help="override training.device")
+    train.add_argument("--export", metavar="FILE", help="write the model file FILE (replaced if it exists) once "
+                                                        "training has finished")
+    train.add_argument("--progress-lines", action="store_true",
+                       help=f"report progress as lines '{PROGRESS_PREFIX} {{JSON}}' on stdout instead of a bar")
     train.set_defaults(handler=_train)
 
     segmenter = commands.add_parser("train-segmenter", help="train the detached U-Net on the target modality")
@@ -251,7 +278,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return args.handler(args)
     except KeyboardInterrupt:
         log.error("interrupted")
-        return 130
+        return INTERRUPTED
     except _user_errors() as error:
         if args.debug:
             raise

@@ -334,7 +334,7 @@ def _intensity_augment_ok(a: IntensityAugmentConfig) -> bool:
             and 0 <= a.blur_probability <= 1 and a.brightness >= 0 and a.noise_std >= 0)
 
 
-def validate(config: RunConfig) -> RunConfig:
+def check_cross_fields(config: RunConfig) -> RunConfig:
     """Cross-field checks that the types alone cannot express."""
     d, t, m = config.data, config.training, config.model
     checks = [
@@ -406,7 +406,7 @@ def validate(config: RunConfig) -> RunConfig:
 
 def config_from_dict(mapping: dict, base_dir: Optional[Path] = None) -> RunConfig:
     """Build and validate a configuration; relative data roots resolve against ``base_dir``."""
-    config = validate(section_from_dict(RunConfig, mapping, ""))
+    config = check_cross_fields(section_from_dict(RunConfig, mapping, ""))
     if base_dir is not None:
         for key, domain in (("data.source", config.data.source), ("data.target", config.data.target)):
             if domain.root:

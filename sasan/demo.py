@@ -34,7 +34,6 @@ from sasan import bundle
 from sasan.baselines import UntranslatedSegmenter, histogram_matching, no_adaptation, reference_quantiles
 from sasan.config import DataConfig, RunConfig, config_from_dict
 from sasan.data.domains import load_domain, phantom_subjects
-from sasan.presets import preset_path
 from sasan.protocol import (
     FIGURES_DIR,
     RESULTS_CSV,
@@ -48,6 +47,7 @@ from sasan.protocol import (
     translation_method,
     write_reports,
 )
+from sasan.resources import preset_path
 from sasan.runtime import free_cpu_cores, torch_threads
 from sasan.training.checkpoint import list_checkpoints
 from sasan.training.export import export_run, load_run_networks

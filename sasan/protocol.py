@@ -10,31 +10,27 @@ std over volumes per method and structure) and ``results.md`` (the paper's Table
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import logging
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Collection, Iterator, Optional, Sequence
+from typing import Callable, Collection, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from sasan import bundle
+from sasan.atomic import staged_folder
 from sasan.bundle import SASANModel
 from sasan.card import request_problem
 from sasan.config import LabelSpec, RunConfig, load_config
 from sasan.data.domains import PreparedVolume, load_domain
 from sasan.data.geometry import from_slice_stack
-from sasan.data.io import read_volume, write_text, write_volume
+from sasan.data.io import read_volume, volume_to_image, write_text, write_volume
 from sasan.data.volume import Volume
-from sasan.evaluation import VolumeScores, image_metrics_table, markdown_table, save_volume_figure, summarize, write_csv
 from sasan.inference import translate_volume
 from sasan.metrics import image_scores, segmentation_scores
+from sasan.reports import VolumeScores, image_metrics_table, markdown_table, save_volume_figure, summarize, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -135,24 +131,16 @@ def paired_reference(volume: Volume, partner: Volume) -> tuple[np.ndarray, Optio
     voxels it covers (None when the grids already agree)."""
     if partner.same_geometry(volume):
         return partner.array.astype(np.float32, copy=False), None
-    reference = _to_sitk(volume.with_array(np.zeros(volume.shape, np.float32)))
+    reference = volume_to_image(volume.with_array(np.zeros(volume.shape, np.float32)))
     fill = float(partner.array.min())
-    resampled = sitk.Resample(_to_sitk(partner), reference, sitk.Transform(), sitk.sitkLinear, fill,
+    resampled = sitk.Resample(volume_to_image(partner), reference, sitk.Transform(), sitk.sitkLinear, fill,
                               sitk.sitkFloat32)
-    covered = sitk.Resample(_to_sitk(partner.with_array(np.ones(partner.shape, np.float32))), reference,
+    covered = sitk.Resample(volume_to_image(partner.with_array(np.ones(partner.shape, np.float32))), reference,
                             sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32)
     mask = sitk.GetArrayFromImage(covered) > 0
     if not mask.any():
         raise ProtocolError("the paired target image does not overlap the source volume in world space")
     return sitk.GetArrayFromImage(resampled), mask
-
-
-def _to_sitk(volume: Volume) -> sitk.Image:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array, dtype=np.float32))
-    image.SetSpacing(volume.spacing)
-    image.SetOrigin(volume.origin)
-    image.SetDirection(tuple(float(v) for v in volume.direction.ravel()))
-    return image
 
 
 def method_folder_name(method: str) -> str:
@@ -246,31 +234,6 @@ def prepare_output_folder(output: Path, overwrite: bool) -> Path:
     return output
 
 
-@contextlib.contextmanager
-def staged_results(output: Path) -> Iterator[Path]:
-    """A hidden folder inside ``output`` to write results into; they move into ``output`` only when the
-    block succeeds, so a run that fails half-way adds nothing (and an ``output`` it created is removed).
-
-    Each file moves with one rename onto the same file system, replacing an older result of the same name.
-    """
-    output = Path(output)
-    created = not output.exists()
-    output.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".sasan-partial-", dir=output))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not any(output.iterdir()):
-            output.rmdir()
-        raise
-    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-        destination = output / path.relative_to(staging)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, destination)
-    shutil.rmtree(staging)
-
-
 def check_model_fits(model: SASANModel, config: RunConfig) -> None:
     """Refuse a model whose direction or structures differ from the configuration's."""
     source, target = config.data.source.modality, config.data.target.modality
@@ -285,10 +248,12 @@ def check_model_fits(model: SASANModel, config: RunConfig) -> None:
                             "(same names in the same order are needed to compare class indices)")
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
-    """``sasan evaluate CONFIG --model FILE [--output DIR] [--device D] [--overwrite]``."""
-    config = load_config(args.config)
-    model = bundle.load(args.model)
+def evaluate_model(config_path: Path, model_path: Path, output: Path, *, device: str = "auto",
+                   overwrite: bool = False) -> str:
+    """Score the model file on the configuration's held-out volumes into ``output`` (tables, CSV, volumes,
+    figures; all or nothing); returns the Markdown tables (``sasan evaluate``)."""
+    config = load_config(config_path)
+    model = bundle.load(model_path)
     check_model_fits(model, config)
     source, target = config.data.source.modality, config.data.target.modality
     segments = model.segmenter(target) is not None and bool(config.data.labels)
@@ -296,13 +261,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise ProtocolError(f"nothing to score: model {model.card.name!r} has no {target} segmenter (or the "
                             "configuration lists no structures) and the data are not paired")
     volumes = held_out_volumes(config)  # before the output folder is made: unusable data leave nothing behind
-    output = Path(args.output)
+    output = Path(output)
     if output.exists():
-        prepare_output_folder(output, args.overwrite)  # refuses a used folder without --overwrite
+        prepare_output_folder(output, overwrite)  # refuses a used folder without --overwrite
     method = model.card.name
     log.info("evaluating %s (%s -> %s) on %d held-out volumes", method, source, target, len(volumes))
-    with staged_results(output) as staging:
-        result = run_methods({method: translation_method(model, source, target, device=args.device)}, volumes,
+    with staged_folder(output) as staging:  # a run failing half-way adds nothing
+        result = run_methods({method: translation_method(model, source, target, device=device)}, volumes,
                              config.data.labels if segments else [], staging, target=target,
                              figure_methods={method}, overwrite=True)
         if not result.segmentation_rows and not result.image_rows:
@@ -310,7 +275,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
                                 "against")
         tables = write_reports(result, staging, [label.name for label in config.data.labels],
                                f"{method}: {source} -> {target}")
-    print(tables)
     log.info("results: %s; volumes under %s; figures under %s", output / RESULTS_MARKDOWN, output / VOLUMES_DIR,
              output / FIGURES_DIR)
-    return 0
+    return tables

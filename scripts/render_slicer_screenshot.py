@@ -6,8 +6,10 @@ own slice logic (``vtkMRMLSliceLogic``, what a slice view shows), saved as a PNG
 
 Without ``--input`` the SASAN phantom CT of the Sample Data module is used.  The scene is translated to MR with
 the module's ``TranslationLogic`` (segmentation and attention maps), then two axial slice views are rendered:
-the input CT alone, and the translated volume as background with one attention map as foreground (opacity
-``--opacity``, low attention transparent) and the segmentation as label-layer outlines.  Slicer draws segments
+the input CT alone, and the translated volume as background with one attention map overlaid by the module's own
+display code (``attention_display.show_attention``: opacity ``--opacity``, attention below
+``attention_display.LOW_ATTENTION`` transparent) and the segmentation as label-layer outlines.  No window
+system is needed: the slice logic blends its layers with VTK's imaging filters.  Slicer draws segments
 in its views through a displayable manager that needs a render window; here the segmentation is exported to a
 labelmap with the segments' colours, which the slice logic blends itself.  The two views and their captions
 are put side by side with matplotlib.
@@ -33,14 +35,11 @@ sys.path.insert(0, str(ROOT / "SASANSlicer"))
 
 import slicer  # noqa: E402
 import vtk  # noqa: E402
+from SASANSlicerLib.attention_display import show_attention  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
-
-from SASANSlicerLib import TranslationLogic  # noqa: E402
-from SASANSlicerLib.sample_data import phantom_sample_path  # noqa: E402
 
 logger = logging.getLogger("render_slicer_screenshot")
 VIEW_SIZE = 480  # pixels per slice view (square)
-LOW_ATTENTION = 0.25  # attention below this (of 0..1) is left transparent in the overlay
 
 
 def scene_with_logics():
@@ -106,7 +105,7 @@ def segment_legend(segmentation_node) -> list[tuple[str, tuple]]:
 class SliceView:
     """One axial slice view: a slice logic with its slice and composite nodes, rendered offscreen."""
 
-    def __init__(self, scene, name: str) -> None:
+    def __init__(self, scene, name: str, size: int = VIEW_SIZE) -> None:
         # The slice logic keeps a plain pointer to the application logic: hold it for the view's lifetime.
         self.application = slicer.vtkMRMLApplicationLogic()
         self.application.SetMRMLScene(scene)
@@ -115,13 +114,12 @@ class SliceView:
         self.logic.SetMRMLApplicationLogic(self.application)
         self.slice_node = self.logic.AddSliceNode(name)
         self.slice_node.SetOrientationToAxial()
-        self.slice_node.SetDimensions(VIEW_SIZE, VIEW_SIZE, 1)
+        self.slice_node.SetDimensions(size, size, 1)
         self.composite = self.logic.GetSliceCompositeNode()
 
-    def show(self, background, foreground=None, foreground_opacity=0.0, label=None, outline=True) -> None:
+    def show(self, background, label=None, outline=True) -> None:
+        """Background and label layers; the foreground is the module's (``show_attention``)."""
         self.composite.SetBackgroundVolumeID(background.GetID())
-        self.composite.SetForegroundVolumeID(foreground.GetID() if foreground is not None else None)
-        self.composite.SetForegroundOpacity(foreground_opacity)
         self.composite.SetLabelVolumeID(label.GetID() if label is not None else None)
         self.composite.SetLabelOpacity(1.0)
         self.slice_node.SetUseLabelOutline(outline)
@@ -178,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    from SASANSlicerLib import TranslationLogic
+    from SASANSlicerLib.sample_data import phantom_sample_path
+
     scene = scene_with_logics()
     input_path = arguments.input or phantom_sample_path("CT")
     ct = load_volume(scene, input_path, "CT")
@@ -187,17 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= arguments.map <= len(result.attentionNodes):
         raise SystemExit(f"--map must lie in 1..{len(result.attentionNodes)}")
     attention_map = result.attentionNodes[arguments.map - 1]
-    attention_display = attention_map.GetDisplayNode()
-    attention_display.SetApplyThreshold(True)
-    attention_display.SetLowerThreshold(round(255 * LOW_ATTENTION))
     labels = segmentation_labelmap(scene, result.segmentationNode)
 
-    views = []
-    for name, show in (("Red", dict(background=ct)),
-                       ("Green", dict(background=result.volumeNode, foreground=attention_map,
-                                      foreground_opacity=arguments.opacity, label=labels))):
+    views = []  # the input view is drawn first: show_attention overlays the map on every view there is
+    for name, background, label in (("Red", ct, None), ("Green", result.volumeNode, labels)):
         view = SliceView(scene, name)
-        view.show(**show)
+        view.show(background, label=label)
+        if name == "Green":
+            show_attention(attention_map, arguments.opacity, scene)
         view.go_to(ct, arguments.slice)
         views.append(view.render())
     compose([(views[0], f"Input CT\n{input_path.name}"),

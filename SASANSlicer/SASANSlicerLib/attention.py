@@ -15,7 +15,7 @@ import numpy as np
 
 from sasan.data.volume import Volume
 
-from .attention_display import tag_attention_node
+from .attention_display import show_only_attended, tag_attention_node
 from .nodes import check_on_grid_of, node_from_volume
 from .transaction import SceneTransaction
 
@@ -53,7 +53,8 @@ def attention_nodes_from_maps(maps: list[Volume], base_name: str, reference_node
     """One scalar volume node per map, named ``"<base_name> <k>"`` (k = 1..K), on ``reference_node``'s grid.
 
     Colour table: the first of ``ATTENTION_COLOR_NODE_IDS`` present in the scene; window/level fixed to
-    0..255.  Atomic: a refused map leaves no node behind.
+    0..255 and low attention transparent (``attention_display.show_only_attended``).  Atomic: a refused map
+    leaves no node behind.
     """
     if not maps:
         raise ValueError("no attention maps to show")
@@ -70,8 +71,7 @@ def attention_nodes_from_maps(maps: list[Volume], base_name: str, reference_node
             display = node.GetDisplayNode()
             if color_node_id is not None:
                 display.SetAndObserveColorNodeID(color_node_id)
-            display.SetAutoWindowLevel(False)
-            display.SetWindowLevelMinMax(0.0, 255.0)
+            show_only_attended(display)
             tag_attention_node(node, reference_node, index)
             nodes.append(node)
     return nodes

@@ -61,7 +61,7 @@ def confirmation_text(card: ModelCard, path: Path) -> str:
 class ModelConsent:
     """Which model files need the user's confirmation, and remembering it.
 
-    ``shipped_folders``: the folders of the models that come with SASAN (``models.model_folders``);
+    ``shipped_folders``: the folders of the models that come with SASAN (``model_files.model_folders``);
     ``settings``: where accepted digests are kept (``qt.QSettings()`` in Slicer).
     """
 

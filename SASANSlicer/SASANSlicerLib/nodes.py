@@ -16,9 +16,9 @@ import logging
 from typing import Optional
 
 import numpy as np
+import slicer
 import vtk
 
-import slicer
 from sasan.data.volume import Volume
 
 from .transaction import SceneTransaction
@@ -41,9 +41,9 @@ def _sequence_browser_of(node) -> Optional[object]:
     scene = node.GetScene()
     if scene is None:
         return None
-    browsers = scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
-    for index in range(browsers.GetNumberOfItems()):
-        browser = browsers.GetItemAsObject(index)
+    # Indexed by class: GetNodesByClass returns a new collection its caller must release (vtkMRMLScene.h).
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceBrowserNode")):
+        browser = scene.GetNthNodeByClass(index, "vtkMRMLSequenceBrowserNode")
         is_proxy = getattr(browser, "IsProxyNodeID", None) or browser.IsProxyNode  # renamed in Slicer 5.9
         if is_proxy(node.GetID()):
             return browser

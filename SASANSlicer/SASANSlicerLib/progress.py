@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
+
+if TYPE_CHECKING:  # the engine is not importable while Slicer starts
+    from sasan.progress import Progress
 
 
 class RunCancelled(Exception):
@@ -54,10 +57,10 @@ def raise_if_cancelled(cancel: Callable[[], bool]) -> None:
 
 
 def progress_callback(
-    report: Callable[[float, str], None],
+    report: Progress,
     cancel: Callable[[], bool],
     pump: Optional[Callable[[], None]] = None,
-) -> Callable[..., None]:
+) -> Progress:
     """The ``progress(fraction, message="")`` callback to hand the engine (called between batches).
 
     Each call reports (``report(fraction, message)``, fraction clipped to 0..1), lets the GUI process its

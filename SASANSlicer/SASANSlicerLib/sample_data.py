@@ -1,9 +1,14 @@
-"""Phantom sample volumes for the Sample Data module: made locally by the engine, cached, never downloaded."""
+"""Phantom sample volumes for the Sample Data module: made locally by the engine, cached, never downloaded.
+
+Making one needs numpy, scipy and SimpleITK (all bundled with Slicer) and the engine's phantom code, not
+PyTorch or PyYAML.  The Sample Data module loads a registered source by copying its URI into Slicer's cache
+(``SampleDataLogic.downloadFromSource``; only its button calls a custom downloader), so the files are made
+before the sources are registered and ``SampleData.downloadSample(name)`` finds them.
+"""
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +17,7 @@ logger = logging.getLogger(__name__)
 PHANTOM_SAMPLES = {"CT": "SASANPhantomCT", "MR": "SASANPhantomMR"}  # modality -> sample and node name
 PHANTOM_SEEDS = {"CT": 101, "MR": 202}  # different anatomies, as in unpaired data
 PHANTOM_SIZE = 96
+SAMPLE_CATEGORY = "SASAN"
 
 
 def sample_cache_dir() -> Path:
@@ -32,23 +38,27 @@ def phantom_sample_path(modality: str, cache_dir: Optional[Path] = None) -> Path
     path = phantom_sample_file(modality, cache_dir)
     if path.is_file():
         return path
-    import SimpleITK as sitk
-
+    from sasan.data.io import write_volume
     from sasan.data.phantom import make_subject
 
     image, _ = make_subject(PHANTOM_SEEDS[modality], modality, PHANTOM_SIZE)
-    itk_image = sitk.GetImageFromArray(image.array)
-    itk_image.SetSpacing(image.spacing)
-    itk_image.SetOrigin(image.origin)
-    itk_image.SetDirection(image.direction.ravel().tolist())  # row-major; columns are the i, j, k axes
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".nrrd", dir=path.parent)
-    os.close(handle)
-    try:
-        sitk.WriteImage(itk_image, temporary, True)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_volume(image, path, overwrite=True)  # atomic: a sample interrupted half-way is never cached
     logger.info("wrote the %s phantom sample to %s", modality, path)
     return path
+
+
+def prepare_phantom_samples(cache_dir: Optional[Path] = None) -> dict[str, Path]:
+    """Every phantom sample file, made where missing: modality -> path."""
+    return {modality: phantom_sample_path(modality, cache_dir) for modality in PHANTOM_SAMPLES}
+
+
+def phantom_sample_sources(thumbnail: Path, cache_dir: Optional[Path] = None) -> list[dict]:
+    """Keyword arguments of ``SampleDataLogic.registerCustomSampleDataSource`` for each phantom sample: its
+    cached file as a ``file://`` URI, loaded into a node named like the sample (the custom downloader, for the
+    button, is the module's)."""
+    sources = []
+    for modality, name in PHANTOM_SAMPLES.items():
+        path = phantom_sample_file(modality, cache_dir).resolve()
+        sources.append(dict(category=SAMPLE_CATEGORY, sampleName=name, thumbnailFileName=str(thumbnail),
+                            uris=path.as_uri(), fileNames=path.name, nodeNames=name))
+    return sources

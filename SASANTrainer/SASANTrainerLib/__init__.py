@@ -1,2 +1,2 @@
-"""Helpers of the SASANTrainer module without Qt or the application: the training command line, its
-log parsed into progress, and the headless training script ``train.py``.  Imports nothing itself."""
+"""Helpers of the SASANTrainer module without Qt or the application: the training command line (the
+engine's ``sasan train``) and its output read back as lines.  Imports nothing itself."""

@@ -1,36 +1,11 @@
-"""Reading the training process's output as it arrives: lines for the log, progress for the bar.
+"""Reading the training process's output as it arrives: complete lines, for the log or as progress.
 
-The engine shows progress with tqdm bars (``training:  45%|####5     | 18/40 [00:10<00:12, ...]``),
-which redraw with carriage returns, not new lines; logging lines end with new lines.
+The engine prints its progress as ``SASAN-PROGRESS {...}`` lines (``sasan.progress``); logging lines
+end with new lines too; a stream may also hold carriage returns (a bar redrawn in place).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Optional
-
-_BAR = re.compile(r"^\s*(?P<phase>[^:|\r\n]*?):?\s*\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)\b")
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress report: ``done`` of ``total`` steps of a phase ("training", ...)."""
-
-    phase: str
-    done: int
-    total: int
-
-    @property
-    def fraction(self) -> float:
-        return min(self.done / self.total, 1.0) if self.total > 0 else 0.0
-
-
-def parse_progress(line: str) -> Optional[Progress]:
-    """The progress a tqdm bar line reports, or None for any other line."""
-    match = _BAR.match(line)
-    if match is None:
-        return None
-    return Progress(match.group("phase").strip() or "progress", int(match.group("done")), int(match.group("total")))
 
 
 class OutputReader:

@@ -45,7 +45,7 @@ class SASANWebApp(TrameApp):
                  max_upload_bytes: int = files.DEFAULT_MAX_UPLOAD_MB * 1_000_000) -> None:
         super().__init__(server)
         ensure_slicer_lib()
-        from SASANSlicerLib import model_trust, models
+        from SASANSlicerLib import model_files, model_trust
         from trame_slicer.core import SlicerApp
         from trame_slicer.rca_view import register_rca_factories
 
@@ -56,11 +56,11 @@ class SASANWebApp(TrameApp):
         self.scene = self.slicer_app.scene
         provide_module_logics(self.slicer_app.segmentations_logic)
         register_rca_factories(self.slicer_app.view_manager, self.server)
-        shipped_folders = models.model_folders(SLICER_MODULE_DIR)
+        shipped_folders = model_files.model_folders(SLICER_MODULE_DIR)
         self.shipped_models = [files.FileEntry(f"shipped:{m.path.name}", m.name, m.path)
-                               for m in models.find_models(shipped_folders)]
+                               for m in model_files.find_models(shipped_folders)]
         self.folder_models = [files.FileEntry(f"folder:{m.path.name}", m.name, m.path)
-                              for m in models.find_models([self.models_dir] if self.models_dir else [])
+                              for m in model_files.find_models([self.models_dir] if self.models_dir else [])
                               if files.inside(m.path, self.models_dir)]
         self.uploaded_models: list[files.FileEntry] = []
         self.data_files = files.list_files(self.data_dir, lambda n: files.volume_suffix(n) is not None)
@@ -185,8 +185,8 @@ class SASANWebApp(TrameApp):
         return next((e.path for e in self._model_entries() if e.key == self.state.model_key), None)
 
     def _on_model_changed(self, model_key=None, **_) -> None:
+        from SASANSlicerLib.model_files import model_card_html
         from SASANSlicerLib.model_trust import confirmation_text
-        from SASANSlicerLib.models import model_card_html
 
         path = self._model_path()
         self.state.model_card_html, self.state.model_needs_trust, self.state.trust_text = "", False, ""
@@ -352,8 +352,6 @@ class SASANWebApp(TrameApp):
     def _on_attention_display(self, **_) -> None:
         from SASANSlicerLib.attention_display import show_attention
 
-        from .scene import hide_unattended
-
         if self.results is None:
             return
         try:
@@ -361,7 +359,6 @@ class SASANWebApp(TrameApp):
         except (ValueError, IndexError, TypeError):
             node = None
         opacity = min(1.0, max(0.0, float(self.state.attention_opacity or 0.0)))
-        hide_unattended(node)
         show_attention(node, opacity, self.scene)
 
     def _on_segmentation_display(self, **_) -> None:

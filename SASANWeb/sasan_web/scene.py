@@ -14,7 +14,6 @@ import slicer
 
 logger = logging.getLogger(__name__)
 
-LOW_ATTENTION = 0.1  # attention below this (of 0..1) is transparent, as in the Slicer module
 
 
 def read_volume(scene, path: Path, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
@@ -141,17 +140,6 @@ def remove_nodes(scene, nodes) -> None:
     for node in nodes:
         if node is not None and node.GetScene() is scene:
             scene.RemoveNode(node)
-
-
-def hide_unattended(node, low_attention: float = LOW_ATTENTION) -> None:
-    """Make voxels of an attention map attending less than ``low_attention`` transparent, so the input shows
-    unchanged there.  The library does this itself once it thresholds maps; then this changes nothing."""
-    display = node.GetDisplayNode() if node is not None and not node.IsA("vtkMRMLLabelMapVolumeNode") else None
-    if display is None or display.GetApplyThreshold():
-        return
-    display.SetAutoThreshold(False)
-    display.SetThreshold(max(1.0, round(255 * low_attention)), 255.0)
-    display.SetApplyThreshold(True)
 
 
 def segments(segmentation_node) -> list[dict]:

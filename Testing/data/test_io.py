@@ -9,7 +9,15 @@ import SimpleITK as sitk
 
 from sasan.config import LabelSpec
 from sasan.data import io
-from sasan.data.io import GeometryMismatchError, VolumeReadError, check_finite, read_labels, read_volume, write_volume
+from sasan.data.io import (
+    GeometryMismatchError,
+    VolumeReadError,
+    check_finite,
+    read_labels,
+    read_volume,
+    volume_to_image,
+    write_volume,
+)
 from sasan.data.volume import Volume
 
 
@@ -31,6 +39,20 @@ def test_round_trip_keeps_voxels_and_geometry(tmp_path, name):
     assert back.array.dtype == np.float32
     np.testing.assert_array_equal(back.array, volume.array)
     assert back.same_geometry(volume)
+
+
+def test_volume_to_image_puts_every_voxel_where_the_volume_says():
+    volume = oblique_volume()
+    image = volume_to_image(volume)
+    assert image.GetSize() == volume.shape[::-1] and image.GetSpacing() == volume.spacing
+    assert image.GetOrigin() == volume.origin
+    np.testing.assert_allclose(np.reshape(image.GetDirection(), (3, 3)), volume.direction)
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), volume.array)
+    to_world = volume.index_to_world()
+    for index in [(0, 0, 0), (5, 0, 0), (0, 4, 0), (0, 0, 3), (5, 4, 3), (2, 1, 3)]:  # (i, j, k)
+        np.testing.assert_allclose(image.TransformIndexToPhysicalPoint(index), (to_world @ (*index, 1))[:3])
+    assert volume_to_image(volume.with_array(volume.array > 100)).GetPixelID() == sitk.sitkUInt8
+    assert volume_to_image(volume.with_array(volume.array.astype(np.float16))).GetPixelID() == sitk.sitkFloat32
 
 
 def test_integer_pixels_are_kept_when_dtype_is_none(tmp_path):

@@ -53,6 +53,7 @@ def write_tiny_model(path: Path, modalities=("CT", "MR"), directions=(("CT", "MR
 
     from sasan import bundle
     from sasan.card import ModelCard
+    from sasan.models.translator import segmenter_name
 
     normalization = {new: TINY_NORMALIZATION[old] for new, old in zip(modalities, ("CT", "MR"))}
     card = ModelCard(name="tiny", modalities=list(modalities), directions=[list(d) for d in directions],
@@ -62,7 +63,7 @@ def write_tiny_model(path: Path, modalities=("CT", "MR"), directions=(("CT", "MR
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for modality in segmenters:
-            classify = networks[f"segmenter.{modality}"].classify
+            classify = networks[segmenter_name(modality)].classify
             classify.weight.copy_(torch.randn(classify.weight.shape, generator=generator))
             classify.bias.zero_()
     return bundle.save(path, card, networks)

@@ -1,19 +1,26 @@
 """Attention maps -> coloured volume nodes, the all-maps overview, and the slice-view overlay helper."""
+import math
+
 import numpy as np
 import pytest
 
 pytest.importorskip("slicer", reason="the MRML glue needs the slicer-core wheel")
 
-from slicer_glue_helpers import node_ids  # noqa: E402
-from sasan.data.volume import Volume  # noqa: E402
 from SASANSlicerLib.attention import (  # noqa: E402
     ATTENTION_COLOR_NODE_IDS,
     attention_nodes_from_maps,
     attention_overview_node,
 )
-from SASANSlicerLib.attention_display import find_attention_nodes, release_attention_node, show_attention  # noqa: E402
+from SASANSlicerLib.attention_display import (  # noqa: E402
+    LOW_ATTENTION,
+    find_attention_nodes,
+    release_attention_node,
+    show_attention,
+)
 from SASANSlicerLib.nodes import node_from_volume, volume_from_node  # noqa: E402
+from slicer_glue_helpers import node_ids  # noqa: E402
 
+from sasan.data.volume import Volume  # noqa: E402
 
 GEOMETRY = dict(spacing=(1.0, 1.0, 3.0), origin=(5.0, -5.0, 0.0))
 
@@ -52,6 +59,8 @@ def test_maps_become_named_nodes_with_values_colour_table_and_fixed_window(scene
         assert display.GetColorNodeID() in ATTENTION_COLOR_NODE_IDS
         assert not display.GetAutoWindowLevel()
         assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 255.0)
+        assert display.GetApplyThreshold() and not display.GetAutoThreshold()  # attention near 0: transparent
+        assert (display.GetLowerThreshold(), display.GetUpperThreshold()) == (math.ceil(255 * LOW_ATTENTION), 255)
 
 
 def test_overview_labels_each_voxel_with_its_strongest_map(scene):
@@ -112,7 +121,35 @@ def test_show_attention_sets_foreground_or_label_layer_and_hides_only_attention(
         show_attention(nodes[0], 1.5, scene)
 
 
+def test_showing_a_map_of_an_older_scene_thresholds_it_once(scene):
+    reference, maps = reference_and_maps(scene, count=1)
+    (node,) = attention_nodes_from_maps(maps, "MR attention", reference)
+    display = node.GetDisplayNode()
+    display.SetApplyThreshold(False)  # as saved before maps were thresholded
+    composite_nodes(scene, ["Red"])
+    show_attention(node, 0.5, scene)
+    assert display.GetApplyThreshold() and display.GetLowerThreshold() == math.ceil(255 * LOW_ATTENTION)
+    display.SetLowerThreshold(100)  # the user's own threshold (Volumes module) is kept
+    show_attention(node, 0.8, scene)
+    assert display.GetLowerThreshold() == 100
+
+
 def test_show_attention_without_views_changes_nothing(scene):
     reference, maps = reference_and_maps(scene, count=1)
     (node,) = attention_nodes_from_maps(maps, "MR attention", reference)
     assert show_attention(node, 0.5) == 0
+
+
+def test_finding_and_showing_maps_keeps_no_reference_to_any_node(scene):
+    """vtkMRMLScene.GetNodesByClass returns a collection its caller must release; a leaked one holds a
+    reference to every node it lists, so a volume deleted from the scene would stay in memory."""
+    reference, maps = reference_and_maps(scene)
+    nodes = attention_nodes_from_maps(maps, "MR attention", reference)
+    composites = composite_nodes(scene)
+    watched = [reference, *nodes, *composites]
+    before = [node.GetReferenceCount() for node in watched]
+    for _ in range(3):
+        find_attention_nodes(reference)
+        show_attention(nodes[0], 0.5, scene)
+        show_attention(None, 0.5, scene)
+    assert [node.GetReferenceCount() for node in watched] == before

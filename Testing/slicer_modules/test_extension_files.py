@@ -1,16 +1,19 @@
 """The extension's files as Slicer's build and runtime will read them, checked without Slicer.
 
+The catalog entry SASAN.json follows the Extensions Index's schema and agrees with CMakeLists.txt and SASAN.s4ext;
 CMake lists every file; every ``self.ui.<name>`` the module code uses exists in its .ui with a widget
 class that has what the code uses; widgets bound to the parameter node fit their parameter's type;
 module files byte-compile and import no engine code at start-up; icons are real 128x128 PNGs.
 """
 import ast
+import json
 import py_compile
 import re
 import struct
 import xml.etree.ElementTree as ElementTree
 import zlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,7 +25,8 @@ MODULES = ("SASANSlicer", "SASANTrainer")
 
 def cmake_commands(path: Path) -> list[tuple[str, list[str]]]:
     """(command, arguments) of a CMakeLists.txt: comments dropped, quoted arguments unquoted."""
-    text = "\n".join(re.sub(r'#(?=(?:[^"]*"[^"]*")*[^"]*$).*', "", line) for line in path.read_text(encoding="utf-8").splitlines())
+    lines = path.read_text(encoding="utf-8").splitlines()
+    text = "\n".join(re.sub(r'#(?=(?:[^"]*"[^"]*")*[^"]*$).*', "", line) for line in lines)
     commands = []
     for match in re.finditer(r"(\w+)\s*\(((?:[^()]|\([^()]*\))*)\)", text):
         arguments = [a[1:-1] if a.startswith('"') else a for a in re.findall(r'"[^"]*"|[^\s"]+', match.group(2))]
@@ -86,19 +90,90 @@ def test_module_cmake_lists_every_script_and_resource(module):
         "Slicer loads every top-level .py of a module folder as a module"
 
 
-def test_s4ext_agrees_with_the_cmake_metadata():
+def s4ext_entries() -> dict[str, str]:
     entries = {}
     for line in (ROOT / "SASAN.s4ext").read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition(" ")
             entries[key] = value.strip()
+    return entries
+
+
+def catalog_entry() -> dict:
+    return json.loads((ROOT / "SASAN.json").read_text(encoding="utf-8"))
+
+
+# The Extensions Index's schema (Slicer's Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json): these keys
+# only, three of them required; tier an integer 1..5.
+CATALOG_SCHEMA = ("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/"
+                  "slicer-extension-catalog-entry-schema-v1.0.2.json#")
+CATALOG_TYPES = {"$schema": str, "category": str, "scm_url": str, "scm_revision": str, "scm_type": str,
+                 "build_dependencies": list, "build_subdirectory": str, "enabled": bool, "tier": int,
+                 "dicom_support_rule": str}
+CATALOG_REQUIRED = {"$schema", "category", "scm_url"}
+
+
+def test_catalog_entry_follows_the_index_schema_and_format():
+    text = (ROOT / "SASAN.json").read_text(encoding="utf-8")
+    entry = json.loads(text)
+    assert entry["$schema"] == CATALOG_SCHEMA
+    assert CATALOG_REQUIRED <= set(entry) <= set(CATALOG_TYPES)
+    for key, value in entry.items():
+        assert type(value) is CATALOG_TYPES[key], key
+    assert all(isinstance(item, str) for item in entry["build_dependencies"])
+    assert 1 <= entry["tier"] <= 5 and entry.get("scm_type", "git") in ("git", "local")
+    # the index's lint: LF line endings, its entries' layout (sorted keys, two-space indent, final newline)
+    assert "\r" not in text and text == json.dumps(entry, indent=2, sort_keys=True) + "\n"
+
+
+def test_catalog_entry_agrees_with_cmake_as_the_index_checks_it():
+    """The index's check_description_files.py: the file is named like project(); the repository name starts with
+    Slicer, the extension's does not; icon and screenshot URLs are set as it parses them; the entry and the
+    CMakeLists.txt agree (its pull-request checklist: dependencies etc.)."""
+    cmake = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     variables = set_values(cmake_commands(ROOT / "CMakeLists.txt"))
-    assert entries["scm"] == "git" and entries["scmurl"].endswith(".git")
-    assert entries["depends"] == "PyTorch"
-    assert entries["category"] == variables["EXTENSION_CATEGORY"][0]
-    assert entries["homepage"] == variables["EXTENSION_HOMEPAGE"][0]
-    assert entries["iconurl"] == variables["EXTENSION_ICONURL"][0]
-    assert entries["description"]
+    entry = catalog_entry()
+    assert re.findall(r"project\s*\(\s*([^\s\)\n\r]+)", cmake, re.IGNORECASE)[0] == "SASAN"
+    assert re.search(r'set\s*\(EXTENSION_ICONURL\s*"([^"]+)"[ ]*\)', cmake, re.IGNORECASE)
+    assert re.search(r'set\s*\(EXTENSION_SCREENSHOTURLS\s*"([^"]+)"\)', cmake, re.IGNORECASE)
+    assert entry["build_dependencies"] == variables["EXTENSION_DEPENDS"]
+    assert entry["category"] == variables["EXTENSION_CATEGORY"][0]
+    assert entry["build_subdirectory"] == "."
+    url = urlsplit(entry["scm_url"])
+    assert url.scheme == "https" and url.netloc == "github.com"
+    repository = url.path.strip("/").removesuffix(".git")
+    assert repository.split("/")[-1].startswith("Slicer") and not "SASAN".startswith("Slicer")
+    assert variables["EXTENSION_HOMEPAGE"][0] == f"https://github.com/{repository}"
+    for key in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        for address in variables[key][0].split():
+            assert address.startswith(f"https://raw.githubusercontent.com/{repository}/{entry['scm_revision']}/")
+            assert (ROOT / address.split(f"/{entry['scm_revision']}/", 1)[1]).is_file(), address
+
+
+def test_cmake_metadata_is_complete():
+    variables = set_values(cmake_commands(ROOT / "CMakeLists.txt"))
+    assert variables["EXTENSION_KEYWORDS"] and all(" " not in k for k in variables["EXTENSION_KEYWORDS"])
+    person = r"[^(),]+ \([^()]+\)"  # Name (Organisation), as the extension template asks
+    assert re.fullmatch(rf"{person}(, {person})*", variables["EXTENSION_CONTRIBUTORS"][0])
+    assert variables["EXTENSION_STATUS"] == ["Beta"]
+
+
+def test_s4ext_agrees_with_the_catalog_entry_and_the_cmake_metadata():
+    entries = s4ext_entries()
+    variables = set_values(cmake_commands(ROOT / "CMakeLists.txt"))
+    entry = catalog_entry()
+    assert entries["scm"] == entry.get("scm_type", "git")
+    assert entries["scmurl"] == entry["scm_url"] and entries["scmrevision"] == entry["scm_revision"]
+    assert entries["depends"] == " ".join(entry["build_dependencies"])
+    assert entries["build_subdirectory"] == entry["build_subdirectory"]
+    assert entries["tier"] == str(entry["tier"])
+    assert entries["enabled"] == ("1" if entry.get("enabled", True) else "0")
+    for key, variable in (("category", "EXTENSION_CATEGORY"), ("homepage", "EXTENSION_HOMEPAGE"),
+                          ("iconurl", "EXTENSION_ICONURL"), ("contributors", "EXTENSION_CONTRIBUTORS"),
+                          ("description", "EXTENSION_DESCRIPTION"), ("status", "EXTENSION_STATUS"),
+                          ("screenshoturls", "EXTENSION_SCREENSHOTURLS"), ("depends", "EXTENSION_DEPENDS"),
+                          ("keywords", "EXTENSION_KEYWORDS")):
+        assert entries[key] == " ".join(variables[variable]), key
 
 
 def test_license_is_apache_2():
@@ -110,7 +185,6 @@ def test_license_is_apache_2():
 # Module files --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", [ROOT / "SASANSlicer" / "SASANSlicer.py", ROOT / "SASANTrainer" / "SASANTrainer.py",
-                                  ROOT / "SASANTrainer" / "SASANTrainerLib" / "train.py",
                                   *sorted((ROOT / "SASANSlicer" / "SASANSlicerLib").glob("*.py")),
                                   *sorted((ROOT / "SASANTrainer" / "SASANTrainerLib").glob("*.py"))],
                          ids=lambda p: str(p.relative_to(ROOT)))
@@ -134,8 +208,8 @@ def top_level_imports(path: Path) -> set[str]:
 STARTUP_FILES = [
     ROOT / "SASANSlicer" / "SASANSlicer.py", ROOT / "SASANTrainer" / "SASANTrainer.py",
     *[ROOT / "SASANSlicer" / "SASANSlicerLib" / f"{name}.py" for name in
-      ("__init__", "environment", "logic", "model_trust", "models", "progress", "sample_data",
-       "attention_display", "hierarchy", "transaction")],
+      ("__init__", "environment", "logic", "model_files", "model_trust", "progress", "sample_data",
+       "attention_display", "hierarchy", "transaction", "dependencies", "processes")],
     *sorted((ROOT / "SASANTrainer" / "SASANTrainerLib").glob("*.py")),
 ]
 ENGINE_ONLY_LIB_MODULES = {"nodes", "segmentation", "attention", "results", "engine"}
@@ -146,9 +220,44 @@ def test_start_up_code_imports_no_engine(path):
     imports = top_level_imports(path)
     for module in imports:
         top = module.lstrip(".").split(".")[0]
-        assert top not in {"sasan", "torch", "yaml", "monai", "safetensors", "SimpleITK", "numpy"}, module
+        assert top not in {"sasan", "torch", "yaml", "monai", "safetensors", "SimpleITK", "numpy", "psutil"}, module
         engine_only = any(module.endswith(f"Lib.{name}") or module == f".{name}" for name in ENGINE_ONLY_LIB_MODULES)
         assert not engine_only, module
+
+
+CONTRIBUTOR = re.compile(r"[^(),]+ \([^()]+\)")  # "Name (Organisation)", as Slicer's templates ask
+
+
+def module_metadata(module: str) -> dict[str, ast.expr]:
+    """``self.parent.<name> = <value>`` of the module class's ``__init__``."""
+    tree = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == module]
+    (init,) = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+    return {t.attr: n.value for n in ast.walk(init) if isinstance(n, ast.Assign) for t in n.targets
+            if isinstance(t, ast.Attribute) and ast.unparse(t.value) == "self.parent"}
+
+
+def translated(node: ast.expr) -> bool:
+    """Every string in ``node`` is the argument of ``_()`` (``slicer.i18n.tr``); a markup tail may follow."""
+    calls = [n for n in ast.walk(node) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "_"]
+    return bool(calls) and all(isinstance(c.args[0], ast.Constant) for c in calls)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_texts_are_translatable_and_contributors_name_their_organisation(module):
+    source = (ROOT / module / f"{module}.py").read_text(encoding="utf-8")
+    assert "from slicer.i18n import tr as _" in source
+    metadata = module_metadata(module)
+    for name in ("title", "helpText", "acknowledgementText"):
+        assert translated(metadata[name]), f"{module}: parent.{name} is not passed through _()"
+    assert ast.unparse(metadata["categories"]) == "[translate('qSlicerAbstractCoreModule', 'Image Synthesis')]"
+    contributors = ast.literal_eval(metadata["contributors"])
+    assert contributors and all(CONTRIBUTOR.fullmatch(c) for c in contributors), contributors
+
+
+def test_device_choice_offers_mps_where_torch_has_it():
+    annotations = parameter_annotations("SASANSlicer")
+    assert annotations["device"] == "Annotated[str, Choice(environment.device_choices())]"
 
 
 def ui_widgets(path: Path) -> dict[str, ElementTree.Element]:

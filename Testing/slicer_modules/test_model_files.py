@@ -5,7 +5,7 @@ import json
 import struct
 from pathlib import Path
 
-from SASANSlicerLib.models import ModelEntry, find_models, model_card_html, model_folders
+from SASANSlicerLib.model_files import ModelEntry, find_models, model_card_html, model_folders
 
 from sasan.card import CARD_KEY, ModelCard, read_card
 

@@ -6,17 +6,18 @@ import SimpleITK as sitk
 slicer = pytest.importorskip("slicer", reason="the MRML glue needs the slicer-core wheel")
 
 import vtk  # noqa: E402  (with slicer-core)
-from slicer_glue_helpers import node_ids, rotation, show_as_sequence_frame  # noqa: E402
-
-from sasan.data.volume import Volume  # noqa: E402
 from SASANSlicerLib.nodes import (  # noqa: E402
     UnsupportedVolumeError,
     check_on_grid_of,
+    check_translatable,
     node_from_volume,
     node_index_to_lps,
     update_node_from_volume,
     volume_from_node,
 )
+from slicer_glue_helpers import node_ids, rotation, show_as_sequence_frame  # noqa: E402
+
+from sasan.data.volume import Volume  # noqa: E402
 
 
 def oblique_volume(dtype=np.float32) -> Volume:
@@ -164,3 +165,15 @@ def test_check_on_grid_of_names_the_mismatch(scene):
     shifted = Volume(volume.array, volume.spacing, (0.0, 0.0, 0.0), volume.direction)
     with pytest.raises(ValueError, match="labels .* grid of 'reference'"):
         check_on_grid_of(shifted, node, "labels")
+
+
+def test_checking_a_volume_keeps_no_reference_to_the_scene_nodes(scene):
+    """The sequence-browser lookup must not leak the collection GetNodesByClass returns (vtkMRMLScene.h)."""
+    volume = node_from_volume(Volume(np.zeros((3, 4, 5), np.float32)), "CT", scene)
+    other = node_from_volume(Volume(np.zeros((3, 4, 5), np.float32)), "cine", scene)
+    show_as_sequence_frame(scene, other)
+    browser = scene.GetFirstNodeByClass("vtkMRMLSequenceBrowserNode")
+    before = browser.GetReferenceCount(), volume.GetReferenceCount()
+    for _ in range(3):
+        check_translatable(volume)
+    assert (browser.GetReferenceCount(), volume.GetReferenceCount()) == before

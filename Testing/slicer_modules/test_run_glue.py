@@ -91,7 +91,7 @@ def test_translate_calls_the_engine_like_the_cli_and_converts_its_result(tmp_pat
         calls.append((volume_in, model, target, options))
         if options["progress"] is not None:
             options["progress"](1.0, "done")
-        engine_log = logging.getLogger("sasan.inference.volume")
+        engine_log = logging.getLogger("sasan.inference.translation")
         engine_log.warning("GPU out of memory: retrying with %d slices per batch", 4)
         engine_log.warning(CPU_FALLBACK)  # the engine logs its CPU fallback and lists it in notes
         return types.SimpleNamespace(

@@ -1,149 +1,114 @@
-"""The trainer's headless script, its command line, and its live log turned into progress."""
-import io
+"""The Trainer module's command (the engine's ``sasan train``), as built and as run, and its output read back."""
+import json
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from SASANTrainerLib.command import new_run_folder, training_command
+from SASANTrainerLib.training_log import OutputReader
 
-from SASANTrainerLib import train as train_script
-from SASANTrainerLib.command import MODEL_FILE_NAME, TRAIN_SCRIPT, find_presets, training_command
-from SASANTrainerLib.training_log import OutputReader, Progress, parse_progress
+from Testing.training.tiny import TINY_RUN
 
-FAKE_CLI = textwrap.dedent('''
+REPOSITORY = Path(__file__).resolve().parents[2]
+SHIPPED = REPOSITORY / "Resources" / "configs"
+
+FAKE_MAIN = textwrap.dedent('''
     import json, os, sys
-    def main(argv):
-        with open(os.environ["FAKE_CLI_LOG"], "a") as log:
-            log.write(json.dumps(argv) + "\\n")
-        if argv[0] == "export":
-            open(argv[3], "w").write("model")
-        return int(os.environ.get("FAKE_CLI_STATUS", "0"))
+    with open(os.environ["FAKE_LOG"], "w") as log:
+        json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "file": __file__}, log)
+    sys.exit(int(os.environ.get("FAKE_STATUS", "0")))
 ''')
 
 
-def fake_extension(tmp_path) -> Path:
-    """An installed-extension layout: <modules>/sasan (a fake engine CLI) and <modules>/SASANTrainerLib/train.py."""
+def write_config(folder: Path, mapping=None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "c.yaml").write_text(yaml.safe_dump(mapping or {"name": "c"}))
+    return folder / "c.yaml"
+
+
+def test_the_command_is_sasan_train_with_progress_lines_and_export_into_the_run(tmp_path):
+    config = write_config(tmp_path / "configs")
+    command = training_command(config, tmp_path / "run", tmp_path / "modules", resume=False, steps=4, device="cpu",
+                               program="python", inherited={"PYTHONPATH": "/slicer/lib"})
+    assert command.program == "python" and command.working_directory == config.parent
+    assert command.run_folder == tmp_path / "run" and command.model_file == tmp_path / "run" / "model.safetensors"
+    assert command.arguments == ["-u", "-m", "sasan", "train", str(config), "--output", str(tmp_path / "run"),
+                                 "--export", str(command.model_file), "--progress-lines", "--steps", "4",
+                                 "--device", "cpu"]
+    assert command.environment == {"PYTHONPATH": f"{tmp_path / 'modules'}{os.pathsep}/slicer/lib",
+                                   "PYTHONUNBUFFERED": "1"}
+    assert training_command(config, tmp_path / "run", tmp_path, inherited={}).environment["PYTHONPATH"] == str(tmp_path)
+
+
+def test_the_command_finds_the_engine_installed_beside_the_modules(tmp_path):
+    """An installed-extension layout: <modules>/sasan is found through PYTHONPATH, from the config's folder."""
     modules = tmp_path / "qt-scripted-modules"
     (modules / "sasan").mkdir(parents=True)
     (modules / "sasan" / "__init__.py").write_text("")
-    (modules / "sasan" / "cli.py").write_text(FAKE_CLI)
-    (modules / "SASANTrainerLib").mkdir()
-    script = modules / "SASANTrainerLib" / "train.py"
-    script.write_text(TRAIN_SCRIPT.read_text())
-    return script
+    (modules / "sasan" / "__main__.py").write_text(FAKE_MAIN)
+    config = write_config(tmp_path / "my configs")
+    command = training_command(config, tmp_path / "run", modules, resume=True, program=sys.executable, inherited={})
+    environment = {"PATH": os.environ.get("PATH", ""), "FAKE_LOG": str(tmp_path / "log.json"), "FAKE_STATUS": "3",
+                   **command.environment}
+    done = subprocess.run([command.program, *command.arguments], cwd=command.working_directory, env=environment,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    call = json.loads((tmp_path / "log.json").read_text())
+    assert Path(call["file"]).parent == modules / "sasan" and Path(call["cwd"]) == config.parent
+    assert call["argv"] == ["train", str(config), "--output", str(tmp_path / "run"), "--export",
+                            str(command.model_file), "--progress-lines", "--resume"]
 
 
-def run_script(script, arguments, tmp_path, status=0):
-    log = tmp_path / "calls.jsonl"
-    environment = {"PATH": "/usr/bin:/bin", "FAKE_CLI_LOG": str(log), "FAKE_CLI_STATUS": str(status)}
-    # -I -S: isolated and without site-packages (where the real engine is installed), so only the
-    # script's own sys.path logic can find the fake engine
-    completed = subprocess.run([sys.executable, "-I", "-S", str(script), *arguments], env=environment,
-                               capture_output=True, text=True, timeout=60)
-    calls = [__import__("json").loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return completed.returncode, calls, completed.stderr
+def test_the_command_trains_and_exports_with_the_engine(tmp_path):
+    from sasan.card import read_card
+
+    from sasan.progress import parse_progress_line
+
+    config = write_config(tmp_path / "configs", TINY_RUN)
+    command = training_command(config, tmp_path / "run", REPOSITORY, program=sys.executable)
+    done = subprocess.run([command.program, *command.arguments], cwd=command.working_directory,
+                          env={**os.environ, "SASAN_CACHE": str(tmp_path / "cache"), **command.environment},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    lines = OutputReader().feed(done.stdout)  # merged, as the module reads them
+    reports = [parse_progress_line(line) for line in lines]
+    assert [r for r in reports if r is not None][-1].fraction == 1.0
+    assert any(r is None and "run finished" in line for r, line in zip(reports, lines))
+    assert read_card(command.model_file).name == "test_tiny"
 
 
-def test_arguments_after_double_dash_go_to_sasan_train_and_status_is_returned(tmp_path):
-    script = fake_extension(tmp_path)
-    status, calls, _ = run_script(script, ["--no-splash", "--", "cfg.yaml", "--resume", "--output", "run"], tmp_path, 3)
-    assert status == 3
-    assert calls == [["train", "cfg.yaml", "--resume", "--output", "run"]]
-
-
-def test_without_double_dash_every_argument_goes_to_train_and_export_follows_success(tmp_path):
-    script = fake_extension(tmp_path)
-    model = tmp_path / "out" / "m.safetensors"
-    model.parent.mkdir()
-    status, calls, _ = run_script(script, ["cfg.yaml", "--output", "run", "--export", str(model)], tmp_path)
-    assert status == 0
-    assert calls == [["train", "cfg.yaml", "--output", "run"], ["export", "run", "-o", str(model), "--overwrite"]]
-    assert model.read_text() == "model"
-
-
-def test_no_export_after_a_failed_training(tmp_path):
-    script = fake_extension(tmp_path)
-    status, calls, _ = run_script(script, ["cfg.yaml", "--output", "run", "--export=m.safetensors"], tmp_path, 2)
-    assert status == 2 and calls == [["train", "cfg.yaml", "--output", "run"]]
-
-
-def test_missing_engine_exits_with_a_message(tmp_path):
-    script = fake_extension(tmp_path)
-    (script.parent.parent / "sasan" / "__init__.py").unlink()
-    (script.parent.parent / "sasan" / "cli.py").unlink()
-    status, calls, stderr = run_script(script, ["cfg.yaml"], tmp_path)
-    assert status == 1 and calls == []
-    assert "SASAN engine (package 'sasan') was not found" in stderr
-
-
-def test_source_tree_layout_finds_the_engine_two_levels_up(tmp_path):
-    script = tmp_path / "repo" / "SASANTrainer" / "SASANTrainerLib" / "train.py"
-    assert train_script.engine_roots(script) == [tmp_path / "repo" / "SASANTrainer", tmp_path / "repo"]
-
-
-def test_split_export_and_script_arguments():
-    assert train_script.script_arguments(["train.py", "a", "b"]) == ["a", "b"]
-    assert train_script.script_arguments(["Slicer", "--x", "--", "a"]) == ["a"]
-    assert train_script.split_export(["c.yaml", "--export", "m", "--resume"]) == (["c.yaml", "--resume"], "m")
-    with pytest.raises(SystemExit, match="needs a model file"):
-        train_script.split_export(["c.yaml", "--export"])
-
-
-def test_training_command_runs_unbuffered_in_the_config_folder_and_exports_into_the_run(tmp_path):
-    config = tmp_path / "configs" / "tiny.yaml"
-    config.parent.mkdir()
-    config.write_text("name: tiny\n")
-    command = training_command(config, tmp_path / "run", resume=False, steps=4, device="cpu", program="python")
-    assert command.program == "python" and command.working_directory == config.parent
-    assert command.model_file == tmp_path / "run" / MODEL_FILE_NAME
-    assert command.arguments == ["-u", str(TRAIN_SCRIPT), str(config), "--output", str(tmp_path / "run"),
-                                 "--export", str(command.model_file), "--steps", "4", "--device", "cpu"]
-
-
-def test_training_command_refuses_bad_inputs(tmp_path):
+def test_the_command_refuses_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        training_command(tmp_path / "none.yaml", tmp_path / "run")
+        training_command(tmp_path / "none.yaml", tmp_path / "run", REPOSITORY)
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="not a YAML"):
-        training_command(tmp_path / "config.json", tmp_path / "run")
-    config = tmp_path / "c.yaml"
-    config.write_text("name: c\n")
+        training_command(tmp_path / "config.json", tmp_path / "run", REPOSITORY)
+    config = write_config(tmp_path)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_text("")
     with pytest.raises(ValueError, match="not empty: tick Resume"):
-        training_command(config, tmp_path / "run")
-    assert "--resume" in training_command(config, tmp_path / "run", resume=True).arguments
+        training_command(config, tmp_path / "run", REPOSITORY)
+    assert "--resume" in training_command(config, tmp_path / "run", REPOSITORY, resume=True).arguments
+    with pytest.raises(ValueError, match="data.source.root: 'data/brats' is a relative folder"):
+        training_command(SHIPPED / "brats_t2_to_t1.yaml", tmp_path / "brats", REPOSITORY)
+    assert training_command(SHIPPED / "phantom_tiny.yaml", tmp_path / "tiny", REPOSITORY).working_directory == SHIPPED
 
 
-def test_presets_come_from_the_module_or_the_source_tree(tmp_path):
-    (tmp_path / "repo" / "Resources" / "configs").mkdir(parents=True)
-    for name in ("b.yaml", "a.yml", "notes.txt"):
-        (tmp_path / "repo" / "Resources" / "configs" / name).write_text("")
-    (tmp_path / "repo" / "SASANTrainer").mkdir()
-    assert [p.name for p in find_presets(tmp_path / "repo" / "SASANTrainer")] == ["a.yml", "b.yaml"]
-    repository = Path(__file__).resolve().parents[2]
-    assert "phantom_tiny" in [p.stem for p in find_presets(repository / "SASANTrainer")]
-
-
-def test_a_real_tqdm_bar_is_parsed():
-    tqdm = pytest.importorskip("tqdm").tqdm
-    stream = io.StringIO()
-    bar = tqdm(total=40, desc="training", unit="step", file=stream, mininterval=0, ascii=False)
-    bar.update(18)
-    bar.set_postfix({"cycle": "0.123"})
-    bar.close()
-    lines = OutputReader().feed(stream.getvalue())
-    assert Progress("training", 18, 40) in [parse_progress(line) for line in lines]
-    assert parse_progress("12:00:01 INFO sasan: run finished: runs/x (export it with ...)") is None
-    assert parse_progress(" 50%|#####     | 2/4 [00:01<00:01]") == Progress("progress", 2, 4)
-    assert Progress("training", 18, 40).fraction == pytest.approx(0.45)
+def test_every_new_run_folder_is_a_new_one(tmp_path):
+    first = new_run_folder(tmp_path, now=0)
+    assert first.parent == tmp_path and first.name.startswith("run-") and not first.exists()
+    first.mkdir()
+    second = new_run_folder(tmp_path, now=0)  # the same second: still a folder of its own
+    assert second == tmp_path / f"{first.name}-2"
 
 
 def test_output_reader_reassembles_chunks_split_anywhere():
     reader = OutputReader()
-    assert reader.feed("12:00 INFO start\ntrain") == ["12:00 INFO start"]
-    assert reader.feed("ing: 10%|#| 1/10\rtraining: 20%|##| 2/10\r") == [
-        "training: 10%|#| 1/10", "training: 20%|##| 2/10"]
+    assert reader.feed("12:00 INFO start\nSASAN-PROG") == ["12:00 INFO start"]
+    assert reader.feed('RESS {"fraction": 0.1}\rbar 20%\r') == ['SASAN-PROGRESS {"fraction": 0.1}', "bar 20%"]
     assert reader.feed("\r\ndone") == []
     assert reader.flush() == ["done"] and reader.flush() == []

@@ -22,11 +22,11 @@ from SASANSlicerLib.hierarchy import item_of, subject_hierarchy  # noqa: E402
 from SASANSlicerLib.nodes import UnsupportedVolumeError, node_from_volume, volume_from_node  # noqa: E402
 from slicer_glue_helpers import hierarchy_items, node_ids, rotation, show_as_sequence_frame, write_tiny_model  # noqa: E402
 
-import sasan.inference.volume  # noqa: E402
+import sasan.inference.translation  # noqa: E402
 import sasan.runtime  # noqa: E402
 from sasan.card import read_card  # noqa: E402
 from sasan.data.volume import Volume  # noqa: E402
-from sasan.inference.engine import Engine  # noqa: E402
+from sasan.inference.prepared import PreparedNetworks  # noqa: E402
 
 SHAPE = (5, 12, 9)  # (z, y, x): non-square in-plane
 
@@ -195,7 +195,7 @@ def memory_exhausted(monkeypatch, scene):
     def out_of_memory(self, stack):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(Engine, "translate", out_of_memory)
+    monkeypatch.setattr(PreparedNetworks, "translate", out_of_memory)
     return ct_in_a_study(scene), {}
 
 
@@ -230,7 +230,7 @@ def test_gpu_out_of_memory_falls_back_to_smaller_batches_reports_it_and_adds_the
         scene, model_file, monkeypatch):
     """The first batch of 4 slices runs out of memory (as on a GPU); the engine halves the batch and goes on."""
     batches = []
-    translate_batch = Engine.translate
+    translate_batch = PreparedNetworks.translate
 
     def out_of_memory_once(self, stack):
         batches.append(stack.shape[0])
@@ -238,8 +238,8 @@ def test_gpu_out_of_memory_falls_back_to_smaller_batches_reports_it_and_adds_the
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return translate_batch(self, stack)
 
-    monkeypatch.setattr(Engine, "translate", out_of_memory_once)
-    monkeypatch.setattr(sasan.inference.volume, "default_batch_size", lambda device, size, dtype: 4)
+    monkeypatch.setattr(PreparedNetworks, "translate", out_of_memory_once)
+    monkeypatch.setattr(sasan.inference.translation, "default_batch_size", lambda device, size, dtype: 4)
     source = ct_in_a_study(scene)
     before = node_ids(scene)
     result = TranslationLogic().translate(source, model_file, "MR", device="cpu")

@@ -1,8 +1,8 @@
 """The exported EMA translator: it starts from the pre-trained attention, then averages the live weights."""
 import torch
 
-from sasan.training.export import read_run_config
 from sasan.training.networks import ExponentialAverage
+from sasan.training.run_folder import read_run_config
 from sasan.training.segmenter import train_segmenter
 from sasan.training.trainer import Trainer
 

@@ -5,7 +5,7 @@ import torch
 
 from sasan.demo import demo_configs, load_preset
 from sasan.training.trainer import Trainer
-from sasan.training.validation import held_out_slices, mean_dice, validate
+from sasan.training.validation import held_out_slices, mean_dice
 
 from .tiny import tiny_config
 
@@ -61,7 +61,7 @@ def test_validation_scores_only_trained_networks(tmp_path):
     for _ in range(6):
         trainer.train_step()
         trainer.step += 1
-        scores.append(set(validate(trainer)))
+        scores.append(set(trainer.validation_scores()))
     # pre-training: no translator yet; adversarial phase: the head on translations; then the segmenter too
     assert scores == [set(), set(), {"val/dice_attention_head"}, {"val/dice_attention_head"},
                       {"val/dice_attention_head", "val/dice_segmenter"},
@@ -72,9 +72,9 @@ def test_segmenter_only_run_is_validated_on_the_target_modality(tmp_path):
     trainer = Trainer(tiny_config(training={"pretrain_attention_steps": 0, "steps": 0, "segmenter_steps": 120,
                                             "segmenter_lr": 0.01}, model={"segmenter_width": 8}), tmp_path)
     images, truth = held_out_slices(trainer.data.test["MR"], 32, 3, 32)
-    before = validate(trainer)
+    before = trainer.validation_scores()
     phase_losses(trainer, "segmenter", 120)
-    after = validate(trainer)["val/dice_segmenter"]
+    after = trainer.validation_scores()["val/dice_segmenter"]
     trainer.nets.eval()
     with torch.no_grad():
         expected = mean_dice(trainer.nets.segmenter(images).argmax(1), truth, trainer.config.num_classes)

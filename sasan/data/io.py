@@ -18,6 +18,7 @@ import nibabel
 import numpy as np
 import SimpleITK as sitk
 
+from sasan.atomic import atomic_file, atomic_files
 from sasan.config import LabelSpec
 from sasan.data.volume import Volume
 
@@ -120,16 +121,15 @@ def write_volumes(volumes: dict[Path, Volume], overwrite: bool = False) -> list[
             raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
     new_folders = sorted({f for p in targets for f in (p.parent, *p.parent.parents) if not f.exists()},
                          key=lambda f: len(f.parts), reverse=True)
-    staged: list[tuple[Path, Path]] = []
     try:
-        for path, volume in zip(targets, volumes.values()):
+        for path in targets:
             path.parent.mkdir(parents=True, exist_ok=True)
-            staged.append((_write_hidden(volume, path), path))
-        for temporary, path in staged:
-            os.replace(temporary, path)
+        with atomic_files(failures=(RuntimeError,)) as files:  # ITK reports a full disk as RuntimeError
+            for path, volume in zip(targets, volumes.values()):
+                suffix = volume_suffix(path, WRITABLE_SUFFIXES)
+                sitk.WriteImage(volume_to_image(volume), str(files.add(path, suffix)),
+                                useCompression=suffix in COMPRESSED_SUFFIXES)
     except BaseException:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
         for folder in new_folders:  # deepest first; only if still empty
             with contextlib.suppress(OSError):
                 folder.rmdir()
@@ -137,42 +137,21 @@ def write_volumes(volumes: dict[Path, Volume], overwrite: bool = False) -> list[
     return targets
 
 
-def _write_hidden(volume: Volume, path: Path) -> Path:
-    """Write ``volume`` to a new hidden temporary file beside ``path``; returns the temporary file."""
-    suffix = volume_suffix(path, WRITABLE_SUFFIXES)
+def volume_to_image(volume: Volume) -> sitk.Image:
+    """``volume`` as a SimpleITK image with its spacing, origin and direction (booleans as uint8, float16 as
+    float32, which ITK cannot hold)."""
     image = sitk.GetImageFromArray(_writable_array(volume.array))
     image.SetSpacing(volume.spacing)
     image.SetOrigin(volume.origin)
-    image.SetDirection(tuple(float(v) for v in volume.direction.ravel()))
-    try:
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    except OSError as error:
-        raise type(error)(f"{path}: cannot write into this folder ({error.strerror or error})") from None
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        sitk.WriteImage(image, name, useCompression=suffix in COMPRESSED_SUFFIXES)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if not isinstance(error, (OSError, RuntimeError)):  # ITK reports a full disk as RuntimeError
-            raise
-        # The same exception type, with a message naming the file instead of the hidden temporary one.
-        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[-1]
-        raise type(error)(f"{path}: could not be written ({reason}); nothing was left behind") from None
-    return temporary
+    image.SetDirection(tuple(float(v) for v in volume.direction.ravel()))  # row-major: columns are i, j, k
+    return image
 
 
 def write_text(path: PathLike, text: str) -> Path:
     """Write a UTF-8 text file (e.g. a results table) atomically: temporary file, then rename."""
     path = Path(path)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
     return path
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
 from sasan.config import LabelSpec
+from sasan.data.io import write_volume
 from sasan.data.phantom_anatomy import (
     AORTA_LABEL,
     LA_LABEL,
@@ -124,8 +124,8 @@ def write_phantom(out_dir: Path, subjects: int, seed: int, size: int = 96) -> Pa
         prefix = modality.lower()
         for index in range(subjects):
             image, label = make_subject(subject_seed(seed, modality, index), modality, size)
-            _write_nifti(image, out_dir / modality / "images" / f"{prefix}_{index:03d}.nii.gz")
-            _write_nifti(label, out_dir / modality / "labels" / f"{prefix}_{index:03d}.nii.gz")
+            write_volume(image, out_dir / modality / "images" / f"{prefix}_{index:03d}.nii.gz", overwrite=True)
+            write_volume(label, out_dir / modality / "labels" / f"{prefix}_{index:03d}.nii.gz", overwrite=True)
     logger.info("wrote %d CT and %d MR phantom subjects (seed %d, size %d) to %s",
                 subjects, subjects, seed, size, out_dir)
     return out_dir
@@ -318,12 +318,3 @@ def _bias_field(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     log_field = (linear[0] * i + linear[1] * j + linear[2] * k + quadratic[0] * i * i
                  + quadratic[1] * j * j + quadratic[2] * k * k + quadratic[3] * i * j)
     return np.exp(log_field).astype(np.float32)
-
-
-def _write_nifti(volume: Volume, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = sitk.GetImageFromArray(volume.array)
-    image.SetSpacing(volume.spacing)
-    image.SetOrigin(volume.origin)
-    image.SetDirection(tuple(volume.direction.flatten()))
-    sitk.WriteImage(image, str(path), useCompression=True)

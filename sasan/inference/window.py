@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .slicewise import context_indices
+
 
 class SliceWindow:
     """Translated square slices ``(S, S)`` of a stack of ``count`` slices, indexed by slice number."""
@@ -16,7 +18,7 @@ class SliceWindow:
     def __init__(self, count: int, context: int) -> None:
         if count < 1 or context < 1 or context % 2 == 0:
             raise ValueError(f"need count >= 1 and an odd context; got count {count}, context {context}")
-        self.count = count
+        self.count, self.context = count, context
         self.half = context // 2
         self.slices: dict[int, torch.Tensor] = {}
         self.added = 0
@@ -39,11 +41,8 @@ class SliceWindow:
         """Context stacks of slices ``start .. end - 1`` -> (end - start, context, S, S)."""
         if not 0 <= start < end <= self.ready_until():
             raise IndexError(f"slices {start}..{end - 1} are not ready (ready until {self.ready_until()})")
-        rows = []
-        for index in range(start, end):
-            neighbours = range(index - self.half, index + self.half + 1)
-            rows.append(torch.stack([self.slices[min(max(n, 0), self.count - 1)] for n in neighbours]))
-        return torch.stack(rows)
+        rows = context_indices(start, end, self.count, self.context).tolist()
+        return torch.stack([torch.stack([self.slices[n] for n in row]) for row in rows])
 
     def release_before(self, index: int) -> None:
         """Forget slices that no segmenter input from slice ``index`` on will need."""

@@ -5,7 +5,7 @@ from ..config import ModelConfig
 from .attention import AttentionModule
 from .discriminators import PatchDiscriminator
 from .generator import Generator
-from .segmenter import UNet
+from .unet import UNet
 
 __all__ = [
     "AttentionModule", "Generator", "PatchDiscriminator", "UNet",

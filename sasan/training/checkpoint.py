@@ -7,11 +7,9 @@ the previous or the new file, never a torn one.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import random
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -19,9 +17,11 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from ..atomic import atomic_file, failure_reason
+from .run_folder import CHECKPOINT_DIR
+
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8})\.ckpt$")
 
 
@@ -34,37 +34,25 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
-    """Write ``state`` for ``step`` atomically, then delete all but the newest ``keep`` checkpoints."""
+    """Write ``state`` for ``step`` atomically, then delete all but the newest ``keep`` checkpoints.
+
+    A failure (disk full, quota, ...) raises ``CheckpointError`` naming the file and keeps the older ones.
+    """
     path = checkpoint_path(run_dir, step)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".step_", suffix=".tmp", dir=path.parent)
     except OSError as error:
-        raise CheckpointError(f"cannot write checkpoint {path} ({error.strerror or error})") from None
+        raise CheckpointError(f"cannot write checkpoint {path} ({failure_reason(error)})") from None
     try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-        _fsync_dir(path.parent)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):  # disk full, quota, ...: say which file, keep the older checkpoints
-            raise CheckpointError(f"cannot write checkpoint {path} ({error.strerror or error}); the run can "
-                                  "resume from its previous checkpoint") from None
-        raise
+        with atomic_file(path, message=lambda file, reason: f"cannot write checkpoint {file} ({reason}); the run "
+                                                            "can resume from its previous checkpoint") as temporary:
+            with open(temporary, "wb") as stream:
+                torch.save(state, stream)
+    except OSError as error:
+        raise CheckpointError(str(error)) from None
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

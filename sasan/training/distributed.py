@@ -71,6 +71,14 @@ class DistributedContext:
             parameter.grad.copy_(flat[offset:offset + count].view_as(parameter.grad))
             offset += count
 
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is True on any (a collective call: every rank makes it)."""
+        if not self.active:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
+        return bool(value.item())
+
     def barrier(self) -> None:
         if self.active:
             torch_dist.barrier()

@@ -7,25 +7,17 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from .. import __version__
 from ..bundle import save
 from ..card import ModelCard
-from ..config import RunConfig, config_from_dict
+from ..config import RunConfig
+from ..models.translator import segmenter_name
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .networks import ExponentialAverage, SASANNetworks
 from .run_data import read_intensity
-from .trainer import CONFIG_FILE
+from .run_folder import read_run_config
 
 log = logging.getLogger(__name__)
-
-
-def read_run_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a SASAN run folder (no {CONFIG_FILE})")
-    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
 def load_run_networks(run_dir: Path) -> tuple[RunConfig, SASANNetworks, dict, int]:
@@ -39,9 +31,7 @@ def load_run_networks(run_dir: Path) -> tuple[RunConfig, SASANNetworks, dict, in
     nets.load_state_dict(state["networks"])
     exported = nets.exported()
     if "ema" in state:
-        named = {f"attention.{m}": a for m, a in nets.attention.items()}
-        named.update({f"generator.{d}": g for d, g in nets.generators.items()})
-        ema = ExponentialAverage(named, config.training.ema_decay)
+        ema = ExponentialAverage(nets.translator(), config.training.ema_decay)
         ema.load_state_dict(state["ema"])
         exported.update(ema.shadow)
     return config, nets, exported, int(state["step"])
@@ -87,9 +77,9 @@ def export_run(run_dir: Path, output: Path, *, segmenter_run: Optional[Path] = N
                 seg_config.model.segmenter_depth != config.model.segmenter_depth or \
                 seg_config.num_classes != config.num_classes:
             raise ValueError(f"the segmenter of {segmenter_run} has another size or label set than this run's")
-        exported[f"segmenter.{target}"] = seg_nets.segmenter
+        exported[segmenter_name(target)] = seg_nets.segmenter
         if nets.segmenter is None:  # the card's architecture must describe the shipped U-Net
             config.training.segmenter_steps = seg_config.training.segmenter_steps
-    segmenters = [target] if f"segmenter.{target}" in exported else []
+    segmenters = [target] if segmenter_name(target) in exported else []
     card = build_card(config, Path(run_dir), step, segmenters, description, provenance)
     return save(output, card, exported, half=half, overwrite=overwrite)

@@ -1,14 +1,20 @@
-"""What a training run shows: a progress bar with the loss terms and ETA, and TensorBoard logs."""
+"""What a training run shows: a progress bar with the loss terms and ETA (or progress reports), TensorBoard logs."""
 from __future__ import annotations
 
 import logging
+import math
+import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
+from ..progress import Progress
+from .run_folder import TENSORBOARD_DIR
+
 log = logging.getLogger(__name__)
 
-TENSORBOARD_DIR = "tensorboard"
+PROGRESS_INTERVAL_S = 0.5
 
 
 def _grid(images: torch.Tensor, rows: int = 4) -> torch.Tensor:
@@ -18,11 +24,16 @@ def _grid(images: torch.Tensor, rows: int = 4) -> torch.Tensor:
 
 
 class Feedback:
-    """Progress bar + TensorBoard writer (rank 0 only; a no-op elsewhere)."""
+    """Progress bar (or ``progress`` reports) + TensorBoard writer (rank 0 only; a no-op elsewhere).
+
+    With ``progress`` (e.g. ``sasan.progress.progress_line_printer()`` for a parent process), each step
+    is reported there instead of on a bar, at most every ``PROGRESS_INTERVAL_S`` and always at the end.
+    """
 
     def __init__(self, run_dir: Path, total_steps: int, start_step: int, enabled: bool = True,
-                 log_every: int = 10) -> None:
-        self.enabled, self.log_every = enabled, log_every
+                 log_every: int = 10, progress: Optional[Progress] = None) -> None:
+        self.enabled, self.log_every, self.total_steps = enabled, log_every, total_steps
+        self.progress, self._reported = progress, -math.inf
         self.bar = self.writer = None
         if not enabled:
             return
@@ -30,14 +41,20 @@ class Feedback:
         from tqdm import tqdm
 
         self.writer = SummaryWriter(str(Path(run_dir) / TENSORBOARD_DIR), purge_step=start_step or None)
-        self.bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True)
+        if progress is None:
+            self.bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True)
 
     def step(self, step: int, terms: dict[str, float]) -> None:
         if not self.enabled:
             return
-        self.bar.update(1)
+        if self.bar is not None:
+            self.bar.update(1)
+        elif step == self.total_steps or time.monotonic() - self._reported >= PROGRESS_INTERVAL_S:
+            self._reported = time.monotonic()
+            self.progress(step / self.total_steps, f"step {step} of {self.total_steps}")
         if step % self.log_every == 0:
-            self.bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()}, refresh=False)
+            if self.bar is not None:
+                self.bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()}, refresh=False)
             self.scalars(step, {f"loss/{k}": v for k, v in terms.items()})
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
@@ -66,5 +83,6 @@ class Feedback:
 
     def close(self) -> None:
         if self.enabled:
-            self.bar.close()
+            if self.bar is not None:
+                self.bar.close()
             self.writer.close()

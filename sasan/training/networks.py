@@ -11,12 +11,14 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..models import (
-    build_attention,
-    build_generator,
-    build_image_discriminator,
-    build_segmentation_discriminator,
-    build_segmenter,
+from ..models import build_image_discriminator, build_segmentation_discriminator, build_segmenter
+from ..models.translator import (
+    attention_name,
+    build_translator,
+    direction_name,
+    generator_name,
+    segmenter_name,
+    translate,
 )
 from .schedule import constant_then_linear_decay
 
@@ -29,12 +31,12 @@ class SASANNetworks(nn.Module):
         model, context, classes = config.model, config.data.context, config.num_classes
         self.modalities = (config.data.source.modality, config.data.target.modality)
         a, b = self.modalities
-        self.attention = nn.ModuleDict()
-        if model.attention:
-            self.attention.update({a: build_attention(model, context, classes),
-                                   b: build_attention(model, context, classes)})
-        self.generators = nn.ModuleDict({f"{a}_to_{b}": build_generator(model, context),
-                                         f"{b}_to_{a}": build_generator(model, context)})
+        self.directions = ((a, b), (b, a))
+        translator = build_translator(model, context, classes, self.modalities, self.directions)
+        self.attention = nn.ModuleDict({m: translator[attention_name(m)] for m in self.modalities
+                                        if attention_name(m) in translator})
+        self.generators = nn.ModuleDict({direction_name(s, t): translator[generator_name(s, t)]
+                                         for s, t in self.directions})
         self.image_discriminators = nn.ModuleDict({a: build_image_discriminator(model, context),
                                                    b: build_image_discriminator(model, context)})
         self.segmentation_discriminator = (
@@ -44,16 +46,13 @@ class SASANNetworks(nn.Module):
         self.segmenter = build_segmenter(model, context, classes) if config.training.segmenter_steps else None
 
     def generator(self, source: str, target: str) -> nn.Module:
-        return self.generators[f"{source}_to_{target}"]
+        return self.generators[direction_name(source, target)]
 
     def translate(self, x: torch.Tensor, source: str, target: str) -> tuple[torch.Tensor, torch.Tensor | None,
                                                                             torch.Tensor | None]:
-        """x (B, C, H, W) of ``source`` -> (translated (B, C, H, W), maps (B, K, H, W), seg logits) ."""
-        if source in self.attention:
-            maps, logits = self.attention[source](x)
-        else:
-            maps, logits = None, None
-        return self.generator(source, target)(x, maps), maps, logits
+        """``models.translator.translate`` with this run's ``source`` -> ``target`` networks."""
+        return translate(self.attention[source] if source in self.attention else None,
+                         self.generator(source, target), x)
 
     def discriminators(self) -> list[nn.Module]:
         found = list(self.image_discriminators.values())
@@ -61,12 +60,17 @@ class SASANNetworks(nn.Module):
             found.append(self.segmentation_discriminator)
         return found
 
+    def translator(self) -> dict[str, nn.Module]:
+        """The live attention modules and generators under their model-file names (what the EMA averages)."""
+        named: dict[str, nn.Module] = {attention_name(m): module for m, module in self.attention.items()}
+        named.update({generator_name(s, t): self.generator(s, t) for s, t in self.directions})
+        return named
+
     def exported(self) -> dict[str, nn.Module]:
         """The networks a model file carries, under the model file's names."""
-        named = {f"attention.{m}": module for m, module in self.attention.items()}
-        named.update({f"generator.{d}": module for d, module in self.generators.items()})
+        named = self.translator()
         if self.segmenter is not None:
-            named[f"segmenter.{self.modalities[1]}"] = self.segmenter
+            named[segmenter_name(self.modalities[1])] = self.segmenter
         return named
 
 

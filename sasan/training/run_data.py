@@ -17,10 +17,9 @@ from ..config import RunConfig, crop_to_dict
 from ..data.domains import PreparedVolume, build_slice_dataset, load_domain
 from ..data.preprocess import average_intensity_map
 from ..data.slices import SliceDataset
+from .run_folder import INTENSITY_FILE
 
 log = logging.getLogger(__name__)
-
-INTENSITY_FILE = "intensity.json"
 
 
 @dataclass

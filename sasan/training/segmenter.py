@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..config import RunConfig
+from ..models.translator import attention_name, generator_name
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,9 @@ def train_segmenter(config: RunConfig, run_dir: Path, resume: bool = False,
         model = load(translator)
         source, target = config.data.source.modality, config.data.target.modality
         model.generator(source, target)  # refuses a model without this direction
-        modules = {f"generator.{source}_to_{target}": model.generator(source, target)}
+        modules = {generator_name(source, target): model.generator(source, target)}
         for modality in (source, target):
             if model.attention(modality) is not None:
-                modules[f"attention.{modality}"] = model.attention(modality)
+                modules[attention_name(modality)] = model.attention(modality)
         config.training.segmenter_with_translations = True
     return Trainer(config, run_dir, resume=resume, translator=modules).fit()

@@ -10,16 +10,17 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 from .. import losses
 from ..config import RunConfig, resolved_yaml
 from ..data.augment import augment_intensity
+from ..models.translator import attention_name, direction_networks, translate
+from ..progress import Progress
 from ..runtime import training_device
 from .checkpoint import (
-    CHECKPOINT_DIR,
     capture_rng,
     discard_partial_checkpoints,
     latest_checkpoint,
@@ -28,7 +29,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .distributed import DistributedContext
-from .feedback import TENSORBOARD_DIR, Feedback
+from .feedback import Feedback
 from .networks import ExponentialAverage, SASANNetworks, make_optimisers, make_schedulers
 from .objectives import (
     PSEUDO_LABEL_CONFIDENCE,
@@ -36,13 +37,13 @@ from .objectives import (
     discriminator_objective,
     translator_objective,
 )
-from .run_data import INTENSITY_FILE, RunData, draw_batch, prepare_run_data, step_generator, write_intensity
-from .validation import validate
+from .run_data import RunData, draw_batch, prepare_run_data, step_generator, write_intensity
+from .run_folder import CONFIG_FILE, RUN_FILES
+from .stop import TrainingStopped
+from .validation import validation_dice
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
-RUN_FILES = {CONFIG_FILE, INTENSITY_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR}
 INTENSITY_SALT = 200   # keeps the segmenter's intensity draws apart from its batch draws (salt 100 + domain)
 
 
@@ -51,8 +52,12 @@ class Trainer:
 
     def __init__(self, config: RunConfig, run_dir: Path, resume: bool = False,
                  dist: Optional[DistributedContext] = None, data: Optional[RunData] = None,
-                 translator: Optional[dict[str, torch.nn.Module]] = None) -> None:
+                 translator: Optional[dict[str, torch.nn.Module]] = None, progress: Optional[Progress] = None,
+                 stop: Optional[Callable[[], bool]] = None) -> None:
         self.config, self.run_dir = config, Path(run_dir)
+        # ``progress(fraction, message)`` replaces the progress bar; ``stop()`` True ends the run after the
+        # current step with a checkpoint (``TrainingStopped``).
+        self.progress, self.stop_requested = progress, stop or (lambda: False)
         t = config.training
         self.dist = dist or DistributedContext.single(training_device(t.device))
         self.device = self.dist.device
@@ -82,7 +87,7 @@ class Trainer:
             lr=t.attention_lr or t.lr, betas=tuple(t.betas)) if self.phases[0] else None)
         self.segmenter_optimiser = (torch.optim.Adam(self.nets.segmenter.parameters(), lr=t.segmenter_lr)
                                     if self.nets.segmenter is not None else None)
-        self.ema = ExponentialAverage(self._translator(), t.ema_decay) if t.ema_decay else None
+        self.ema = ExponentialAverage(self.nets.translator(), t.ema_decay) if t.ema_decay else None
         self.precision = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
         # Networks that translate the source for the segmenter's "w/ aug." images: another model's, or ours.
@@ -96,11 +101,6 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / CONFIG_FILE).write_text(resolved_yaml(config), encoding="utf-8")
             write_intensity(self.run_dir, self.data.intensity)
-
-    def _translator(self) -> dict[str, torch.nn.Module]:
-        named = {f"attention.{m}": a for m, a in self.nets.attention.items()}
-        named.update({f"generator.{d}": g for d, g in self.nets.generators.items()})
-        return named
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict:
@@ -136,12 +136,13 @@ class Trainer:
         if self.dist.is_main:
             save_checkpoint(self.run_dir, self.step, self.state())
 
+    def translator(self) -> dict[str, torch.nn.Module]:
+        """The translator that is validated and exported: the EMA weights when averaging is on, else the live ones."""
+        return self.ema.shadow if self.ema is not None else self.nets.translator()
+
     def exported_networks(self) -> dict[str, torch.nn.Module]:
-        """The networks to export: the EMA translator when averaging is on, else the live weights."""
-        named = self.nets.exported()
-        if self.ema is not None:
-            named.update(self.ema.shadow)
-        return named
+        """The networks to export: ``translator()`` and the segmenter."""
+        return {**self.nets.exported(), **self.translator()}
 
     # --- steps -----------------------------------------------------------------------------------
     def _batches(self, salt_offset: int = 0) -> dict[str, dict]:
@@ -178,7 +179,7 @@ class Trainer:
         if self.ema is not None:
             # The average starts from the pre-trained attention, not from the random initialisation
             # (a frozen module would otherwise only creep towards its trained weights).
-            self.ema.reset(self._translator())
+            self.ema.reset(self.nets.translator())
 
     def _backward_step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
         optimiser.zero_grad(set_to_none=True)
@@ -212,7 +213,7 @@ class Trainer:
             for scheduler in self.schedulers.values():
                 scheduler.step()
             if self.ema is not None:
-                self.ema.update(self._translator())
+                self.ema.update(self.nets.translator())
             self._last_outputs = (batches, outputs)
             return {**terms, **d_terms, "translator": float(loss.detach())}
         return self._segmenter_step()
@@ -224,14 +225,11 @@ class Trainer:
         batches = self._batches(salt_offset=100)
         images, labels = [batches[target]["image"]], [batches[target]["label"]]
         if self.config.training.segmenter_with_translations:
-            translator = self.external_translator or (self.ema.shadow if self.ema is not None
-                                                      else self._translator())
+            translator = self.external_translator or self.translator()
             with torch.no_grad():
-                x = batches[source]["image"]
-                maps, _ = translator[f"attention.{source}"](x) if f"attention.{source}" in translator else (None, None)
-                fake = translator[f"generator.{source}_to_{target}"](x, maps)
+                fake, _, _ = translate(*direction_networks(translator, source, target), batches[source]["image"])
                 source_labels = batches[source]["label"]
-                target_attention = translator.get(f"attention.{target}")
+                target_attention = translator.get(attention_name(target))
                 if not bool((source_labels >= 0).any()) and target_attention is not None:
                     source_labels = losses.pseudo_labels(target_attention(fake)[1], PSEUDO_LABEL_CONFIDENCE)
             images.append(fake)
@@ -245,11 +243,32 @@ class Trainer:
         self._backward_step(loss, self.segmenter_optimiser)
         return {"segmenter": float(loss.detach())}
 
+    def validation_scores(self, limit_slices: int = 32) -> dict[str, float]:
+        """``validation_dice`` with the networks that have trained by this step.
+
+        With a translator: the translated held-out source slices (EMA weights when averaged) once the
+        adversarial phase has begun, segmented by the target attention head, and by the segmenter in its
+        phase. A segmenter-only run (no adversarial steps): the segmenter on the target modality's own
+        held-out slices. Before that (attention pre-training) nothing: a randomly initialised generator's
+        translations would only log noise.
+        """
+        pretrain, adversarial, _ = self.phases
+        data = self.config.data
+        source, target = data.source.modality, data.target.modality
+        translator = self.translator() if adversarial and self.step > pretrain else None
+        segmenter = self.nets.segmenter if self.step > pretrain + adversarial else None
+        volumes = self.data.test.get(source if translator is not None else target, [])
+        return validation_dice(volumes, translator, segmenter, source=source, target=target,
+                               image_size=data.image_size, context=data.context, num_classes=self.config.num_classes,
+                               device=self.device, limit_slices=limit_slices)
+
     # --- loop ------------------------------------------------------------------------------------
     def fit(self) -> Path:
-        """Train to the last step; returns the run folder."""
+        """Train to the last step; returns the run folder.  Raises ``TrainingStopped`` (after writing a
+        checkpoint) when ``stop()`` asks for it before the last step."""
         t = self.config.training
-        feedback = Feedback(self.run_dir, self.total_steps, self.step, enabled=self.dist.is_main)
+        feedback = Feedback(self.run_dir, self.total_steps, self.step, enabled=self.dist.is_main,
+                            progress=self.progress)
         self.nets.train()
         started = time.monotonic()
         try:
@@ -260,10 +279,15 @@ class Trainer:
                 if self.step % t.image_every == 0 and hasattr(self, "_last_outputs"):
                     feedback.images(self.step, *self._last_outputs)
                 if self.step % t.validate_every == 0 or self.step == self.total_steps:
-                    feedback.scalars(self.step, validate(self, limit_slices=32))
+                    feedback.scalars(self.step, self.validation_scores())
                 if self.step % t.checkpoint_every == 0 or self.step == self.total_steps:
                     self.save()
                     self.dist.barrier()
+                if self.step < self.total_steps and self.dist.any_rank(self.stop_requested()):
+                    if self.step % t.checkpoint_every:  # not saved just above
+                        self.save()
+                        self.dist.barrier()
+                    raise TrainingStopped(self.step)
         finally:
             feedback.close()
         log.info("trained %d steps in %.0f s; run folder %s", self.total_steps, time.monotonic() - started,

@@ -1,14 +1,21 @@
 """The periodic validation pass: translate held-out source slices and score their segmentation."""
 from __future__ import annotations
 
+import contextlib
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
+
 import numpy as np
 import torch
+from torch import nn
 
+from ..data.domains import PreparedVolume
 from ..data.geometry import fit_to_square
 from ..data.slices import context_stack
+from ..models.translator import attention_name, direction_networks, translate
 
 
-def held_out_slices(volumes, size: int, context: int, limit: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+def held_out_slices(volumes: Sequence[PreparedVolume], size: int, context: int,
+                    limit: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Up to ``limit`` labelled 2.5D slices (evenly spread over the foreground) of held-out volumes."""
     images, labels = [], []
     for volume in volumes:
@@ -39,43 +46,46 @@ def mean_dice(prediction: torch.Tensor, truth: torch.Tensor, num_classes: int) -
     return float(np.mean(scores)) if scores else float("nan")
 
 
-@torch.no_grad()
-def validate(trainer, limit_slices: int = 32) -> dict[str, float]:
-    """Dice on held-out labelled slices, only for networks that have trained.
+@contextlib.contextmanager
+def evaluation_mode(networks: Iterable[nn.Module]) -> Iterator[None]:
+    """Put ``networks`` in eval mode for the block, then back in the mode each was in."""
+    modes = [(network, network.training) for network in networks]
+    for network, _ in modes:
+        network.eval()
+    try:
+        yield
+    finally:
+        for network, training in modes:
+            network.train(training)
 
-    With a translator: the translated source slices, by the target attention head once the adversarial
-    phase has begun, and by the segmenter in its phase. A segmenter-only run (no adversarial steps): the
-    segmenter on the target modality's own held-out slices. Before that (attention pre-training) nothing:
-    a randomly initialised generator's translations would only log noise.
+
+@torch.no_grad()
+def validation_dice(volumes: Sequence[PreparedVolume], translator: Optional[Mapping[str, nn.Module]],
+             segmenter: Optional[nn.Module], *, source: str, target: str, image_size: int, context: int,
+             num_classes: int, device: torch.device, limit_slices: int = 32) -> dict[str, float]:
+    """Mean Dice on up to ``limit_slices`` labelled slices (``image_size``², ``context`` channels) of the
+    held-out ``volumes``, by the networks given; None stands for a network not trained (yet).
+
+    With ``translator`` (networks named as in ``models.translator``), ``volumes`` are of the ``source``
+    modality: their slices are translated into ``target`` and segmented by the target attention head
+    ("val/dice_attention_head", when the translator has one) and by ``segmenter`` ("val/dice_segmenter").
+    Without, ``volumes`` are of the ``target`` modality and only ``segmenter`` segments them. Without
+    either network, or without labelled slices, there is nothing to score: ``{}``.
     """
-    config = trainer.config
-    source, target = config.data.source.modality, config.data.target.modality
-    pretrain, adversarial, _ = trainer.phases
-    translates = adversarial > 0
-    segmenter_trained = trainer.nets.segmenter is not None and trainer.step > pretrain + adversarial
-    if (translates and trainer.step <= pretrain) or not (translates or segmenter_trained):
+    if translator is None and segmenter is None:
         return {}
-    found = held_out_slices(trainer.data.test.get(source if translates else target, []), config.data.image_size,
-                            config.data.context, limit_slices)
+    found = held_out_slices(volumes, image_size, context, limit_slices)
     if found is None:
         return {}
-    images, truth = (t.to(trainer.device) for t in found)
-    translator = trainer.ema.shadow if trainer.ema is not None else trainer._translator()
-    was_training = trainer.nets.training
-    trainer.nets.eval()
-    try:
-        scores = {}
-        if translates:
-            attention = translator.get(f"attention.{source}")
-            maps = attention(images)[0] if attention is not None else None
-            images = translator[f"generator.{source}_to_{target}"](images, maps)
-            target_attention = translator.get(f"attention.{target}")
+    images, truth = (t.to(device) for t in found)
+    scores = {}
+    with evaluation_mode([*(translator or {}).values(), *([segmenter] if segmenter is not None else [])]):
+        if translator is not None:
+            images, _, _ = translate(*direction_networks(translator, source, target), images)
+            target_attention = translator.get(attention_name(target))
             if target_attention is not None:
                 scores["val/dice_attention_head"] = mean_dice(target_attention(images)[1].argmax(1), truth,
-                                                              config.num_classes)
-        if segmenter_trained:
-            scores["val/dice_segmenter"] = mean_dice(trainer.nets.segmenter(images).argmax(1), truth,
-                                                     config.num_classes)
-    finally:
-        trainer.nets.train(was_training)
+                                                              num_classes)
+        if segmenter is not None:
+            scores["val/dice_segmenter"] = mean_dice(segmenter(images).argmax(1), truth, num_classes)
     return {k: v for k, v in scores.items() if not np.isnan(v)}

@@ -40,11 +40,8 @@ import head_labels  # noqa: E402
 from fetch_and_prepare import CT_BRAIN_FIRST_SLICE, HELD_OUT_FIRST_SLICE, TRAIN_LAST_SLICE  # noqa: E402
 
 from sasan import bundle  # noqa: E402
-from sasan.data.geometry import fit_to_square, restore_from_square  # noqa: E402
+from sasan.baselines import UntranslatedSegmenter, no_adaptation  # noqa: E402
 from sasan.data.io import read_volume  # noqa: E402
-from sasan.data.preprocess import fit_intensity_map, normalize  # noqa: E402
-from sasan.data.slices import context_stack  # noqa: E402
-from sasan.data.volume import Volume  # noqa: E402
 from sasan.inference import translate_volume  # noqa: E402
 from sasan.inference.postprocess import apply_postprocessing  # noqa: E402
 from sasan.metrics import assd, dice  # noqa: E402
@@ -64,21 +61,6 @@ def structure_scores(pred: np.ndarray, truth: np.ndarray, spacing) -> dict:
     return {"dice": round(dice(pred, truth), 4), "assd_mm": round(assd(pred, truth, spacing), 3)}
 
 
-@torch.no_grad()
-def segment_without_translation(volume: Volume, model: bundle.SASANModel, source: str, target: str) -> np.ndarray:
-    """The target U-Net applied straight to the source volume (normalised as the source): ``(z, y, x)`` uint8."""
-    card = model.card
-    imap = fit_intensity_map(volume.array, card.normalization_config(source))
-    stack = normalize(volume.array, imap)        # the model slices axially: axis 0 of (z, y, x)
-    segmenter = model.segmenter(target)
-    out = np.zeros(volume.shape, np.uint8)
-    for z in range(stack.shape[0]):
-        square = fit_to_square(context_stack(stack, z, card.context), card.image_size, "image")
-        logits = segmenter(torch.from_numpy(square)[None]).float()[0].numpy()
-        out[z] = restore_from_square(logits, stack.shape[1:], "image").argmax(0)
-    return out
-
-
 def evaluate_ct_to_mr(model: bundle.SASANModel, data: Path) -> tuple[dict, dict]:
     ct = read_volume(data / "eval" / "ct.nii.gz")
     truth = {name: _mask(data / "eval" / f"ct_{name}.nii.gz") for name in ("head", "brain")}
@@ -87,8 +69,10 @@ def evaluate_ct_to_mr(model: bundle.SASANModel, data: Path) -> tuple[dict, dict]
     uncleaned_model = bundle.SASANModel(dataclasses.replace(model.card, postprocessing={}), model.networks)
     uncleaned = translate_volume(ct, uncleaned_model, "MR", source="CT", device="cpu",
                                  attention=False).segmentation.array
-    baseline_labels = segment_without_translation(ct, model, "CT", "MR")
-    apply_postprocessing(baseline_labels, model.card.postprocessing)
+    card = model.card
+    unet = UntranslatedSegmenter(model.segmenter("MR"), card.image_size, card.context, card.slicing_axis)
+    baseline_labels = no_adaptation(unet, card.normalization_config("CT"))(ct).segmentation.array
+    apply_postprocessing(baseline_labels, card.postprocessing)
     methods = {"translated": segmentation, "translated_without_cleanup": uncleaned, "no_adaptation": baseline_labels}
     predicted = {method: {"head": labels > 0, "brain": labels == head_labels.BRAIN_VALUE}
                  for method, labels in methods.items()}

@@ -18,10 +18,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[2])]
 import head_labels  # noqa: E402  (a sibling script module)
+
+from sasan.data.crop import CropRegion, crop_volume  # noqa: E402
+from sasan.data.io import read_volume, write_volume  # noqa: E402
+from sasan.data.volume import Volume  # noqa: E402
 
 log = logging.getLogger("head_model.prepare")
 
@@ -47,65 +50,63 @@ def fetch_real_data(real: Path) -> None:
     subprocess.run(["bash", str(FETCH_SCRIPT), str(real)], check=True)
 
 
-def _image_like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
-    image = sitk.GetImageFromArray(array)
-    image.CopyInformation(reference)
-    return image
+def _read(path: Path) -> Volume:
+    return read_volume(path, dtype=None)  # as stored
 
 
-def _write(image: sitk.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path), useCompression=True)
+def _write(volume: Volume, path: Path) -> None:
+    write_volume(volume, path, overwrite=True)
 
 
-def _pad_in_plane(image: sitk.Image, field_of_view_mm: float) -> sitk.Image:
+def _pad_in_plane(volume: Volume, field_of_view_mm: float) -> Volume:
     """Pad x and y symmetrically (with the image minimum) to ``field_of_view_mm``, keeping world positions."""
-    size, spacing = image.GetSize(), image.GetSpacing()
-    lower, upper = [0, 0, 0], [0, 0, 0]
-    for axis in (0, 1):
-        missing = max(0, int(round(field_of_view_mm / spacing[axis])) - size[axis])
+    nz, ny, nx = volume.shape
+    lower, upper = [0, 0, 0], [0, 0, 0]  # voxels added before and after, along i (x), j (y), k (z)
+    for axis, size in ((0, nx), (1, ny)):
+        missing = max(0, int(round(field_of_view_mm / volume.spacing[axis])) - size)
         lower[axis], upper[axis] = missing // 2, missing - missing // 2
-    low = float(sitk.GetArrayViewFromImage(image).min())
-    return sitk.ConstantPad(image, lower, upper, low)
+    array = np.pad(volume.array, ((0, 0), (lower[1], upper[1]), (lower[0], upper[0])),
+                   constant_values=volume.array.min())
+    origin = np.asarray(volume.origin) - volume.direction @ (np.asarray(volume.spacing) * lower)
+    return Volume(array, volume.spacing, tuple(origin), volume.direction.copy())
 
 
 def prepare_ct(real: Path, out: Path) -> None:
-    ct = sitk.ReadImage(str(real / CT_FILES["ct"]))
-    hu = sitk.GetArrayFromImage(ct).astype(np.float32)
-    head = head_labels.ct_head(sitk.GetArrayFromImage(sitk.ReadImage(str(real / CT_FILES["head"]))))
-    bone = head_labels.ct_bone(sitk.GetArrayFromImage(sitk.ReadImage(str(real / CT_FILES["bone"]))), head)
+    ct = _read(real / CT_FILES["ct"])
+    hu = ct.array.astype(np.float32)
+    head = head_labels.ct_head(_read(real / CT_FILES["head"]).array)
+    bone = head_labels.ct_bone(_read(real / CT_FILES["bone"]).array, head)
     brain = head_labels.ct_brain(hu, bone, CT_BRAIN_FIRST_SLICE) & head
-    labels = _image_like(head_labels.label_map(head, brain), ct)
+    labels = ct.with_array(head_labels.label_map(head, brain))
     for name, mask in (("head", head), ("bone", bone), ("brain", brain)):
-        _write(_image_like(mask.astype(np.uint8), ct), out / "eval" / f"ct_{name}.nii.gz")
+        _write(ct.with_array(mask.astype(np.uint8)), out / "eval" / f"ct_{name}.nii.gz")
     _write(ct, out / "eval" / "ct.nii.gz")
-    last = ct.GetSize()[2] - 1
-    # SimpleITK slicing keeps the world position of every voxel (the origin moves with the slab).
+    last = ct.shape[0] - 1
+    # A slab of slices keeps the world position of every voxel (its origin moves to its first slice).
     for name, first, stop in (("cranium_train", 0, TRAIN_LAST_SLICE + 1),
                               ("cranium_heldout", HELD_OUT_FIRST_SLICE, last + 1)):
-        _write(ct[:, :, first:stop], out / "CT" / "images" / f"{name}.nii.gz")
-        _write(labels[:, :, first:stop], out / "CT" / "labels" / f"{name}.nii.gz")
+        slab = CropRegion((first, 0, 0), (stop, *ct.shape[1:]), ct.shape)
+        _write(crop_volume(ct, slab), out / "CT" / "images" / f"{name}.nii.gz")
+        _write(crop_volume(labels, slab), out / "CT" / "labels" / f"{name}.nii.gz")
     log.info("CT: head %d, bone %d, brain %d voxels; train slices 0..%d, held out %d..%d", head.sum(), bone.sum(),
              brain.sum(), TRAIN_LAST_SLICE, HELD_OUT_FIRST_SLICE, last)
 
 
 def prepare_mr(real: Path, out: Path, field_of_view_mm: float) -> None:
-    t1 = _pad_in_plane(sitk.ReadImage(str(real / MR_FILES["t1"])), field_of_view_mm)
-    bet = _pad_in_plane(sitk.ReadImage(str(real / MR_FILES["brain"])), field_of_view_mm)
-    t1_array = sitk.GetArrayFromImage(t1).astype(np.float32)
-    head = head_labels.mr_head(t1_array)
-    brain = head_labels.mr_brain(sitk.GetArrayFromImage(bet), head)
-    t1 = sitk.Cast(t1, sitk.sitkFloat32)
+    t1 = _pad_in_plane(_read(real / MR_FILES["t1"]), field_of_view_mm)
+    bet = _pad_in_plane(_read(real / MR_FILES["brain"]), field_of_view_mm)
+    t1 = t1.with_array(t1.array.astype(np.float32))
+    head = head_labels.mr_head(t1.array)
+    brain = head_labels.mr_brain(bet.array, head)
     _write(t1, out / "MR" / "images" / "colin27.nii.gz")
-    _write(_image_like(head_labels.label_map(head, brain), t1), out / "MR" / "labels" / "colin27.nii.gz")
+    _write(t1.with_array(head_labels.label_map(head, brain)), out / "MR" / "labels" / "colin27.nii.gz")
     for name, mask in (("head", head), ("brain", brain)):
-        _write(_image_like(mask.astype(np.uint8), t1), out / "eval" / f"mr_{name}.nii.gz")
-    log.info("MR: %s voxels, head %d, brain %d", t1.GetSize(), head.sum(), brain.sum())
+        _write(t1.with_array(mask.astype(np.uint8)), out / "eval" / f"mr_{name}.nii.gz")
+    log.info("MR: %s voxels, head %d, brain %d", t1.shape[::-1], head.sum(), brain.sum())
 
 
 def check_split(out: Path) -> None:
     """The trainer's subject split must hold out exactly the held-out slab (config data.split_seed)."""
-    sys.path.insert(0, str(REPO))
     from sasan.data.layouts import find_subjects, split_subjects
 
     train, test = split_subjects(find_subjects("folder", out / "CT", "CT"), 0.2, SPLIT_SEED)
@@ -120,8 +121,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     fetch_real_data(args.real)
-    ct = sitk.ReadImage(str(args.real / CT_FILES["ct"]))
-    field_of_view = max(ct.GetSize()[i] * ct.GetSpacing()[i] for i in (0, 1))
+    ct = _read(args.real / CT_FILES["ct"])
+    field_of_view = max(ct.shape[2] * ct.spacing[0], ct.shape[1] * ct.spacing[1])
     prepare_ct(args.real, args.out)
     prepare_mr(args.real, args.out, field_of_view)
     check_split(args.out)

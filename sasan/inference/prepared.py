@@ -3,7 +3,7 @@
 Preparation: a private copy of each network, rewritten by ``optimize_for_inference``, moved to the
 device, cast entirely to the compute dtype (no per-op autocast casts: those copies cost as much as
 the SPADE arithmetic itself at 256²) and laid out channels-last. Inputs and outputs stay float32;
-the engine casts at its boundary.
+the translation casts at its boundary.
 """
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ import torch
 from torch import nn
 
 from sasan.bundle import SASANModel
+from sasan.models.translator import translate
 from sasan.runtime import cpu_has_native_bf16
 
 from .fast_modules import optimize_for_inference
 
 
 @dataclass
-class Engine:
+class PreparedNetworks:
     """Prepared networks: ``attention`` (maps for the generator; None for attention-free models),
     ``generator`` (source -> target), ``segmenter`` (the target's U-Net, or None)."""
 
@@ -35,10 +36,8 @@ class Engine:
     @torch.inference_mode()
     def translate(self, stack: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """stack (B, context, S, S) float32 in [-1, 1] -> (centre slice (B, 1, S, S), maps (B, K, S, S) or None),
-        both float32 on the engine's device."""
-        x = self.prepare_input(stack)
-        maps = self.attention(x)[0] if self.attention is not None else None
-        translated = self.generator(x, maps)
+        both float32 on the networks' device."""
+        translated, maps, _ = translate(self.attention, self.generator, self.prepare_input(stack))
         centre = self.context // 2
         return translated[:, centre : centre + 1].float(), None if maps is None else maps.float()
 
@@ -46,24 +45,24 @@ class Engine:
     def segment(self, stack: torch.Tensor) -> torch.Tensor:
         """stack (B, context, S, S) float32 translated slices -> class logits (B, classes, S, S) float32."""
         if self.segmenter is None:
-            raise RuntimeError("this engine was prepared without a segmenter")
+            raise RuntimeError("these networks were prepared without a segmenter")
         return self.segmenter(self.prepare_input(stack)).float()
 
     def prepare_input(self, stack: torch.Tensor) -> torch.Tensor:
-        """Cast (B, C, H, W) to the engine's device, dtype and channels-last layout."""
+        """Cast (B, C, H, W) to the networks' device, dtype and channels-last layout."""
         return stack.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
 
-    def moved_to_cpu(self) -> "Engine":
+    def moved_to_cpu(self) -> "PreparedNetworks":
         """The same networks on the CPU (bf16 where the CPU has it natively, else fp32)."""
         dtype = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
         device = torch.device("cpu")
         modules = [_place(module, device, dtype) if module is not None else None
                    for module in (self.attention, self.generator, self.segmenter)]
-        return Engine(*modules, device=device, dtype=dtype, context=self.context)
+        return PreparedNetworks(*modules, device=device, dtype=dtype, context=self.context)
 
 
-def build_engine(model: SASANModel, source: str, target: str, device: torch.device, dtype: torch.dtype,
-                 *, segmenter: bool, private: bool = False) -> Engine:
+def prepare_networks(model: SASANModel, source: str, target: str, device: torch.device, dtype: torch.dtype,
+                 *, segmenter: bool, private: bool = False) -> PreparedNetworks:
     """Prepare ``model``'s networks for ``source`` -> ``target`` on ``device`` in ``dtype``.
 
     ``private``: the model is this run's own (loaded from a file), so its networks are rewritten in
@@ -75,7 +74,7 @@ def build_engine(model: SASANModel, source: str, target: str, device: torch.devi
         module = module if private else copy.deepcopy(module)
         return _place(optimize_for_inference(module), device, dtype)
 
-    return Engine(
+    return PreparedNetworks(
         attention=prepare(model.attention(source)),
         generator=prepare(model.generator(source, target)),
         segmenter=prepare(model.segmenter(target)) if segmenter else None,

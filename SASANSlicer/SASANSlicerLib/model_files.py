@@ -8,7 +8,6 @@ while it starts, before a source tree's engine is on ``sys.path``.
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,21 +35,15 @@ DEFAULT_MODEL = "head_ct_mr"
 
 
 def model_folders(module_dir: Path) -> list[Path]:
-    """Existing ``Resources/Models`` folders beside the module or the engine, without duplicates.
+    """Existing folders of shipped model files (``sasan.resources.model_folders``: the installed extension's
+    ``Resources/Models`` beside the modules, the source tree's, an installed wheel's), the engine made
+    importable first (it is beside the module; both are standard library only)."""
+    from .environment import ensure_engine_importable
 
-    Installed extension: ``<qt-scripted-modules>/Resources/Models`` (the module file's folder).  Source
-    tree: ``<repository>/Resources/Models`` (one level up from ``SASANSlicer/``, beside ``sasan/``).
-    """
-    candidates = [module_dir / "Resources" / "Models", module_dir.parent / "Resources" / "Models"]
-    spec = importlib.util.find_spec("sasan")  # locates the package without importing it
-    if spec is not None and spec.origin:
-        candidates.append(Path(spec.origin).resolve().parent.parent / "Resources" / "Models")
-    folders: list[Path] = []
-    for folder in candidates:
-        folder = folder.resolve()
-        if folder.is_dir() and folder not in folders:
-            folders.append(folder)
-    return folders
+    ensure_engine_importable(module_dir)
+    from sasan.resources import model_folders as shipped_model_folders
+
+    return shipped_model_folders(module_dir)
 
 
 def find_models(folders: list[Path]) -> list[ModelEntry]:

@@ -39,6 +39,7 @@ from sasan.data.crop import crop_region, crop_volume, paste
 from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
 from sasan.data.preprocess import IntensityMap, NormalizationError, denormalize, fit_intensity_map, normalize
 from sasan.data.volume import Volume
+from sasan.progress import Progress
 from sasan.runtime import (
     DeviceError,
     default_batch_size,
@@ -48,14 +49,13 @@ from sasan.runtime import (
     torch_threads,
 )
 
-from .engine import Engine, build_engine
 from .errors import InferenceError, TranslationCancelled
 from .postprocess import apply_postprocessing
+from .prepared import PreparedNetworks, prepare_networks
+from .slicewise import context_indices, labels_on_grid
 from .window import SliceWindow
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[float, str], None]
 
 
 @dataclass
@@ -131,9 +131,9 @@ def translate_volume(
 
     with torch_threads(threads) as used_threads:
         report(0.0, "preparing the networks")
-        engine = build_engine(model, source, target, torch_device, dtype, segmenter=segment, private=private)
+        networks = prepare_networks(model, source, target, torch_device, dtype, segmenter=segment, private=private)
         batch = batch_size or default_batch_size(torch_device, card.image_size, dtype)
-        run = _VolumeRun(work, axis, engine, source_map, target_map, card.image_size, batch,
+        run = _VolumeRun(work, axis, networks, source_map, target_map, card.image_size, batch,
                          segment=segment, num_maps=card.model_config.num_maps if attention else 0,
                          report=report, cancel=cancel)
         run.execute()
@@ -146,13 +146,13 @@ def translate_volume(
 
     seconds = time.perf_counter() - started
     log.info("translated %d slices %s -> %s on %s (%s, batch %d, %d threads) in %.1f s", run.count, source,
-             target, run.engine.device, precision_name(run.engine.dtype), run.batch, used_threads, seconds)
+             target, run.networks.device, precision_name(run.networks.dtype), run.batch, used_threads, seconds)
     return TranslationResult(
         translated=volume.with_array(translated),
         segmentation=volume.with_array(segmentation) if segmentation is not None else None,
         attention=[volume.with_array(m) for m in maps] if maps is not None else None,
-        source=source, target=target, device=str(run.engine.device), seconds=seconds,
-        precision=precision_name(run.engine.dtype), batch_size=run.batch, threads=used_threads, notes=run.notes,
+        source=source, target=target, device=str(run.networks.device), seconds=seconds,
+        precision=precision_name(run.networks.dtype), batch_size=run.batch, threads=used_threads, notes=run.notes,
     )
 
 
@@ -193,18 +193,18 @@ def _reference_map(card: ModelCard, target: str) -> IntensityMap:
 
 
 class _VolumeRun:
-    """One translation's state: the engine, the batch size, the output arrays and the progress count."""
+    """One translation's state: the prepared networks, the batch size, the output arrays and the progress count."""
 
-    def __init__(self, volume: Volume, axis: int, engine: Engine, source_map: IntensityMap,
+    def __init__(self, volume: Volume, axis: int, networks: PreparedNetworks, source_map: IntensityMap,
                  target_map: IntensityMap, image_size: int, batch: int, *, segment: bool, num_maps: int,
                  report: Progress, cancel: Optional[Callable[[], bool]]) -> None:
         self.source = to_slice_stack(volume.array, axis)
         self.count, self.height, self.width = self.source.shape
         self.axis = axis
-        self.engine = engine
+        self.networks = networks
         self.source_map, self.target_map = source_map, target_map
         self.image_size = image_size
-        self.half = engine.context // 2
+        self.half = networks.context // 2
         self.batch = batch
         self.report, self.cancel = report, cancel
         self.notes: list[str] = []
@@ -212,7 +212,7 @@ class _VolumeRun:
         self.translated = np.empty(volume.shape, np.float32)
         self.segmentation = np.empty(volume.shape, np.uint8) if segment else None
         self.attention = [np.empty(volume.shape, np.uint8) for _ in range(num_maps)] if num_maps else None
-        self.window = SliceWindow(self.count, engine.context) if segment else None
+        self.window = SliceWindow(self.count, networks.context) if segment else None
         self.done, self.total = 0, self.count * (2 if segment else 1)
 
     @torch.inference_mode()
@@ -238,7 +238,7 @@ class _VolumeRun:
         while True:
             end = min(self.count, start + self.batch)
             try:
-                centre, maps = self.engine.translate(self._source_stacks(start, end))
+                centre, maps = self.networks.translate(self._source_stacks(start, end))
                 images = restore_from_square_tensor(centre, shape, "image")[:, 0].cpu().numpy()
                 attention = None
                 if self.attention is not None:
@@ -260,10 +260,9 @@ class _VolumeRun:
     def _source_stacks(self, start: int, end: int) -> torch.Tensor:
         """Normalised, squared 2.5D stacks of slices ``start .. end - 1`` -> (B, context, S, S) on the device."""
         low, high = max(0, start - self.half), min(self.count, end + self.half)
-        slab = torch.from_numpy(normalize(self.source[low:high], self.source_map)).to(self.engine.device)
-        offsets = np.arange(-self.half, self.half + 1)
-        indices = np.clip(np.arange(start, end)[:, None] + offsets[None, :], 0, self.count - 1) - low
-        stacks = slab[torch.from_numpy(indices).to(self.engine.device)]
+        slab = torch.from_numpy(normalize(self.source[low:high], self.source_map)).to(self.networks.device)
+        indices = context_indices(start, end, self.count, self.networks.context) - low
+        stacks = slab[torch.from_numpy(indices).to(self.networks.device)]
         return fit_to_square_tensor(stacks, self.image_size, "image")
 
     def _segment_ready(self, start: int) -> int:
@@ -276,9 +275,7 @@ class _VolumeRun:
             self._check_cancel()
             end = min(ready, start + self.batch)
             try:
-                logits = self.engine.segment(self.window.stacks(start, end))
-                labels = restore_from_square_tensor(logits, shape, "image").argmax(dim=1)
-                labels = labels.to(torch.uint8).cpu().numpy()
+                labels = labels_on_grid(self.networks.segment(self.window.stacks(start, end)), shape).cpu().numpy()
             except torch.OutOfMemoryError:
                 if not self._recover_from_out_of_memory():
                     raise
@@ -291,16 +288,16 @@ class _VolumeRun:
 
     def _recover_from_out_of_memory(self) -> bool:
         """Halve the batch, or at one slice per batch move to the CPU; False when nothing is left to try."""
-        if self.engine.device.type == "cuda":
+        if self.networks.device.type == "cuda":
             torch.cuda.empty_cache()
         if self.batch > 1:
             self.batch //= 2
             log.warning("GPU out of memory: retrying with %d slices per batch", self.batch)
             return True
-        if self.engine.device.type == "cpu":
+        if self.networks.device.type == "cpu":
             return False
-        message = f"{self.engine.device} ran out of memory even at one slice per batch; finished on the CPU"
+        message = f"{self.networks.device} ran out of memory even at one slice per batch; finished on the CPU"
         log.warning(message)
         self.notes.append(message)
-        self.engine = self.engine.moved_to_cpu()
+        self.networks = self.networks.moved_to_cpu()
         return True

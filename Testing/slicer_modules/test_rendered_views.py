@@ -1,0 +1,95 @@
+"""What a slice view shows, rendered by slicer-core's own slice logic through the module's display code.
+
+``vtkMRMLSliceLogic`` blends the background, foreground and label layers with VTK's imaging filters (no render
+window, so no X server is needed); ``scripts/render_slicer_screenshot.py`` renders the README picture the
+same way, and its ``SliceView`` is used here.  A mask volume on the map's grid, rendered as a plain grey
+background in the same view, says which pixels a map covers.
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer", reason="rendering slice views needs the slicer-core wheel")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from render_slicer_screenshot import SliceView  # noqa: E402
+from SASANSlicerLib.attention import attention_nodes_from_maps, attention_overview_node  # noqa: E402
+from SASANSlicerLib.attention_display import LOW_ATTENTION, show_attention  # noqa: E402
+from SASANSlicerLib.nodes import node_from_volume  # noqa: E402
+
+from sasan.data.volume import Volume  # noqa: E402
+
+SHAPE = (4, 32, 32)  # (k, j, i): a few axial slices
+ATTENDED = (slice(None), slice(8, 16), slice(8, 16))  # attention 1
+FAINT = (slice(None), slice(20, 28), slice(20, 28))  # attention below LOW_ATTENTION, not 0
+
+
+def grey_node(scene, array: np.ndarray, name: str, window=(0.0, 255.0)):
+    """A scalar volume shown in grey with a fixed window (what a CT or MR looks like in a view)."""
+    node = node_from_volume(Volume(array), name, scene)
+    display = node.GetDisplayNode()
+    display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeGrey")
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevelMinMax(*window)
+    return node
+
+
+@pytest.fixture
+def views(scene):
+    """An input (a bright gradient: every pixel of the volume is visible), one attention map with an attended
+    block and a faint block, the maps' overview, a mask of the map, and one axial view of them."""
+    image = np.broadcast_to(np.linspace(60.0, 220.0, SHAPE[2], dtype=np.float32), SHAPE).copy()
+    source = grey_node(scene, image, "MR")
+    attention = np.zeros(SHAPE, np.uint8)
+    attention[ATTENDED] = 255
+    attention[FAINT] = int(255 * LOW_ATTENTION) // 2
+    (map_node,) = attention_nodes_from_maps([Volume(attention)], "MR attention", source)
+    overview = attention_overview_node([Volume(attention)], "MR attention (all maps)", source)
+    mask = grey_node(scene, attention.astype(np.float32), "mask")
+    view = SliceView(scene, "Red", size=96)
+    view.show(source, outline=False)  # labels filled, as Slicer shows them by default
+    view.go_to(source, 0.5)
+    return view, source, map_node, overview, mask
+
+
+def mask_pixels(view, mask, source) -> np.ndarray:
+    """The mask as the view shows it (grey value per pixel, 0 where no map voxel contributes)."""
+    view.show(mask, outline=False)
+    pixels = view.render()[..., 0].astype(int)
+    view.show(source, outline=False)
+    return pixels
+
+
+def test_where_a_map_is_zero_or_faint_the_input_shows_unchanged(views):
+    view, source, map_node, overview, mask = views
+    plain = view.render()
+    covered = mask_pixels(view, mask, source)
+    inside = plain.sum(axis=-1) > 0  # the volume's pixels (outside it the view is black anyway)
+    zero, faint, attended = inside & (covered == 0), covered == int(255 * LOW_ATTENTION) // 2, covered == 255
+    assert zero.sum() > 2000 and faint.sum() > 100 and attended.sum() > 100
+
+    assert show_attention(map_node, 0.5, source.GetScene()) == 1
+    overlay = view.render()
+    np.testing.assert_array_equal(overlay[zero], plain[zero])
+    np.testing.assert_array_equal(overlay[faint], plain[faint])
+    assert (np.abs(overlay[attended].astype(int) - plain[attended]).sum(axis=-1) > 30).all()
+
+    map_node.GetDisplayNode().SetApplyThreshold(False)  # what the module showed before: the whole slice tinted
+    tinted = view.render()
+    assert (np.abs(tinted[zero].astype(int) - plain[zero]).sum(axis=-1) > 30).mean() > 0.9
+
+
+def test_where_the_overview_is_zero_the_input_shows_unchanged(views):
+    view, source, map_node, overview, mask = views
+    plain = view.render()
+    covered = mask_pixels(view, mask, source)
+    inside = plain.sum(axis=-1) > 0
+    zero, attended = inside & (covered == 0), covered == 255
+
+    show_attention(overview, 0.5, source.GetScene())
+    overlay = view.render()
+    np.testing.assert_array_equal(overlay[zero], plain[zero])
+    assert (np.abs(overlay[attended].astype(int) - plain[attended]).sum(axis=-1) > 30).all()

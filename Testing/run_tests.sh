@@ -6,5 +6,10 @@ export PYTHONUTF8=1   # files are UTF-8 whatever the machine's locale (CI may ru
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[test]'
+# The browser tests of `sasan web` (Testing/web) need Xvfb and Chromium from Debian; Playwright drives that Chromium.
+if ! command -v chromium >/dev/null || ! command -v Xvfb >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb chromium >/dev/null
+fi
+.venv/bin/pip install -q -e '.[webtest]'
+export SASAN_WEB_TESTS_REQUIRED=1  # here a missing browser fails the run instead of skipping its tests
 .venv/bin/python -m pytest -q "$@"

@@ -1,4 +1,4 @@
-"""The ``sasan`` command: demo, translate, train, export, train-segmenter, evaluate, phantom.
+"""The ``sasan`` command: demo, translate, train, export, train-segmenter, evaluate, phantom, web.
 
 User errors (bad file, bad config, refused overwrite, ...) print one line and exit with status 2; the
 traceback is shown only with ``--debug``. Interrupted runs exit 130, as does a training run stopped on
@@ -194,6 +194,12 @@ def _phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _web(args: argparse.Namespace) -> int:
+    from sasan_web.server import serve  # the web front (SASANWeb/, extra 'web'): trame-slicer, never the engine's
+
+    return serve(args.host, args.port, args.data, args.models, args.token, args.max_upload_mb)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sasan", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -269,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--size", type=int, default=96, help="in-plane grid size")
     phantom.add_argument("--overwrite", action="store_true", help="replace the phantom's files in an existing folder")
     phantom.set_defaults(handler=_phantom)
+
+    web = commands.add_parser("web", help="serve the Slicer module's workflow to a browser (pip install -e '.[web]')")
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    web.add_argument("--port", type=int, default=8080)
+    web.add_argument("--data", help="folder whose volumes the page may open")
+    web.add_argument("--models", help="folder whose model files the page may use")
+    web.add_argument("--token", help="the token a browser must present (default: $SASAN_WEB_TOKEN or a new one)")
+    web.add_argument("--max-upload-mb", type=float, default=1024, help="largest upload accepted (default: 1024)")
+    web.set_defaults(handler=_web)
     return parser
 
 

@@ -93,3 +93,45 @@ def test_where_the_overview_is_zero_the_input_shows_unchanged(views):
     overlay = view.render()
     np.testing.assert_array_equal(overlay[zero], plain[zero])
     assert (np.abs(overlay[attended].astype(int) - plain[attended]).sum(axis=-1) > 30).all()
+
+
+def test_each_segment_colour_appears_where_its_segment_lies(scene):
+    """The module's segmentation, drawn filled as the README picture draws it (a labelmap exported by Slicer's
+    Segmentations logic): each structure's own colour covers its block, and the input shows elsewhere."""
+    from render_slicer_screenshot import segmentation_labelmap
+    from SASANSlicerLib.segmentation import segmentation_node_from_labels
+
+    from sasan.config import LabelSpec
+
+    image = np.full(SHAPE, 120.0, np.float32)
+    source = grey_node(scene, image, "MR")
+    labels = np.zeros(SHAPE, np.uint8)
+    blocks = {1: (slice(None), slice(4, 12), slice(4, 12)), 2: (slice(None), slice(18, 28), slice(14, 26))}
+    for value, block in blocks.items():
+        labels[block] = value
+    specs = [LabelSpec("LV blood", 1, [1.0, 0.0, 0.0]), LabelSpec("Myocardium", 2, [0.0, 0.0, 1.0])]
+    segmentation = segmentation_node_from_labels(Volume(labels), specs, "MR segmentation", source)
+    labelmap = segmentation_labelmap(scene, segmentation)
+    masks = {value: grey_node(scene, (labels == value).astype(np.float32) * 255, f"mask {value}")
+             for value in blocks}
+
+    view = SliceView(scene, "Red", size=96)
+    view.show(source, outline=False)
+    view.go_to(source, 0.5)
+    plain = view.render()
+    where, touched = {}, np.zeros(plain.shape[:2], bool)
+    for value, mask in masks.items():
+        view.show(mask, outline=False)
+        shown = view.render()[..., 0]
+        where[value], touched = shown == 255, touched | (shown > 0)  # inside / touching the block
+    view.show(source, labelmap, outline=False)
+    drawn = view.render()
+
+    for spec in specs:
+        pixels = drawn[where[spec.value]]
+        assert len(pixels) > 100
+        expected = np.rint(np.asarray(spec.color) * 255)
+        assert (np.abs(pixels.astype(int) - expected).max(axis=-1) <= 2).mean() > 0.95, spec.name
+    elsewhere = (plain.sum(axis=-1) > 0) & ~touched
+    assert elsewhere.sum() > 2000
+    np.testing.assert_array_equal(drawn[elsewhere], plain[elsewhere])

@@ -111,7 +111,11 @@ class DataConfig:
     phantom_subjects: int = 10
     phantom_seed: int = 0
     phantom_size: int = 96
+    # Subjects split three ways by a seeded hash of their ids (``sasan.data.layouts.split_subjects``):
+    # test (scored once, at the end: ``sasan evaluate``, the demo's table), validation (the trainer's
+    # periodic validation and every choice) and training. 0 validation: no periodic validation.
     test_fraction: float = 0.2
+    validation_fraction: float = 0.1
     split_seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     segmenter_intensity_augment: IntensityAugmentConfig = field(default_factory=IntensityAugmentConfig)
@@ -341,6 +345,8 @@ def validate(config: RunConfig) -> RunConfig:
         (d.context >= 1 and d.context % 2 == 1, "data.context: expected an odd number >= 1"),
         (d.image_size >= 16 and d.image_size % 16 == 0, "data.image_size: expected a multiple of 16, >= 16"),
         (0.0 < d.test_fraction < 1.0, "data.test_fraction: expected a number between 0 and 1"),
+        (0.0 <= d.validation_fraction < 1.0 and d.test_fraction + d.validation_fraction < 1.0,
+         "data.validation_fraction: expected a number in [0, 1) with test_fraction + validation_fraction < 1"),
         (len(d.augment.scale_range) == 2 and 0 < d.augment.scale_range[0] <= d.augment.scale_range[1],
          "data.augment.scale_range: expected [low, high] with 0 < low <= high"),
         (_intensity_augment_ok(d.segmenter_intensity_augment), "data.segmenter_intensity_augment: expected probabilities "

@@ -37,7 +37,7 @@ def test_pretraining_gives_every_phantom_structure_a_map(tmp_path):
     config = demo_configs(load_preset(quick=False)[0], {"training": {"seed": 1, "steps": 1, "threads": 2}}).sasan
     trainer = Trainer(config, tmp_path)
     trainer.fit()
-    images, truth = held_out_slices(trainer.data.test["MR"], config.data.image_size, config.data.context, 64)
+    images, truth = held_out_slices(trainer.data.validation["MR"], config.data.image_size, config.data.context, 64)
     with torch.no_grad():
         predicted = trainer.nets.attention["MR"].eval()(images)[1].argmax(1)
     per_structure = [mean_dice((predicted == c).long(), (truth == c).long(), 2) for c in range(1, config.num_classes)]
@@ -71,7 +71,7 @@ def test_validation_scores_only_trained_networks(tmp_path):
 def test_segmenter_only_run_is_validated_on_the_target_modality(tmp_path):
     trainer = Trainer(tiny_config(training={"pretrain_attention_steps": 0, "steps": 0, "segmenter_steps": 120,
                                             "segmenter_lr": 0.01}, model={"segmenter_width": 8}), tmp_path)
-    images, truth = held_out_slices(trainer.data.test["MR"], 32, 3, 32)
+    images, truth = held_out_slices(trainer.data.validation["MR"], 32, 3, 32)
     before = trainer.validation_scores()
     phase_losses(trainer, "segmenter", 120)
     after = trainer.validation_scores()["val/dice_segmenter"]

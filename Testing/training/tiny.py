@@ -12,7 +12,7 @@ TINY_RUN = {
                    "normalization": {"method": "window", "window": [-300.0, 500.0]}},
         "target": {"modality": "MR", "layout": "phantom", "labelled": True,
                    "normalization": {"method": "percentile", "percentiles": [0.5, 99.5]}},
-        "image_size": 32, "phantom_subjects": 3, "phantom_size": 32,
+        "image_size": 32, "phantom_subjects": 4, "phantom_size": 32,
         "labels": [{"name": l.name, "value": l.value, "color": list(l.color)} for l in LABELS],
     },
     "model": {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],

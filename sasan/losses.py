@@ -69,13 +69,16 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, window: int 
     return per_image.mean() if reduction == "mean" else per_image
 
 
-def cycle_consistency_loss(reconstructed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """One direction of the dual cycle loss: L1 + (1 - SSIM), images (B, C, H, W) in [-1, 1].
+def cycle_consistency_loss(reconstructed: torch.Tensor, original: torch.Tensor,
+                           with_ssim: bool = True) -> torch.Tensor:
+    """One direction of the dual cycle loss: L1 + (1 - SSIM) (the paper's), or L1 alone (``with_ssim=False``:
+    CycleGAN's), images (B, C, H, W) in [-1, 1].
 
     The trainer sums both directions (x -> y -> x and y -> x -> y). Returns a scalar.
     """
     _require_same_shape(reconstructed, original, "cycle_consistency_loss")
-    return F.l1_loss(reconstructed, original) + (1.0 - ssim(reconstructed, original))
+    l1 = F.l1_loss(reconstructed, original)
+    return l1 + (1.0 - ssim(reconstructed, original)) if with_ssim else l1
 
 
 def identity_loss(output: torch.Tensor, input: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,8 @@ PRESETS = sorted((Path(__file__).parents[2] / "Resources" / "configs").glob("*.y
     ({"data": {"source": {"phantom_subjects": "all"}}}, r"^data\.source\.phantom_subjects: expected an integer"),
     ({"training": {"pretrain_regularization_warmup": 1.5}},
      r"^training\.pretrain_regularization_warmup: expected a fraction"),
+    ({"model": {"attention": False}, "training": {"pretrain_attention_steps": 5}},
+     r"^training\.pretrain_attention_steps: there is no attention module"),
     ({"training": {"copy_pretrained_attention": True}},
      r"^training\.copy_pretrained_attention: needs attention pre-training"),
 ])

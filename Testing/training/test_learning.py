@@ -7,7 +7,7 @@ from sasan.demo import demo_configs, load_preset
 from sasan.training.trainer import Trainer
 from sasan.training.validation import held_out_slices, mean_dice
 
-from .tiny import tiny_config
+from .tiny import CYCLEGAN, tiny_config
 
 
 def phase_losses(trainer, key, steps):
@@ -90,3 +90,15 @@ def test_segmenter_learns_through_intensity_augmentation(tmp_path):
                                   data={"segmenter_intensity_augment": {"enabled": True}}), tmp_path)
     losses = phase_losses(trainer, "segmenter", 200)
     assert np.mean(losses[-20:]) < 0.85 * np.mean(losses[:20])
+
+
+def test_the_cyclegan_baseline_learns_to_cycle(tmp_path):
+    config = tiny_config(**CYCLEGAN, training={"pretrain_attention_steps": 0, "steps": 40, "segmenter_steps": 0,
+                                               "lr": 0.002})
+    trainer = Trainer(config, tmp_path)
+    assert len(trainer.nets.attention) == 0 and trainer.nets.segmentation_discriminator is None
+    terms = [trainer.train_step() for trainer.step in range(40)]
+    assert set(terms[0]) == {"adversarial", "cycle", "identity", "D_CT", "D_MR", "translator"}
+    cycle, identity = [t["cycle"] for t in terms], [t["identity"] for t in terms]
+    assert np.mean(cycle[-5:]) < 0.6 * np.mean(cycle[:5]), cycle          # L1 alone: no SSIM term to lean on
+    assert np.mean(identity[-5:]) < 0.6 * np.mean(identity[:5]), identity

@@ -65,8 +65,8 @@ def test_ablation_switches_remove_their_term(switch, missing):
     assert missing not in terms
 
 
-def test_cyclegan_style_baseline_has_no_attention_at_all():
-    config = tiny_config(model={"attention": False})
+def test_the_ablation_without_spade_has_no_attention_at_all():
+    config = tiny_config(model={"attention": False}, training={"pretrain_attention_steps": 0})
     nets = SASANNetworks(config)
     assert len(nets.attention) == 0 and nets.segmentation_discriminator is None
     _, terms, _ = translator_objective(nets, batches(), config)

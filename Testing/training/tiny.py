@@ -24,6 +24,11 @@ TINY_RUN = {
                  "checkpoint_every": 2, "validate_every": 4, "log_every": 2, "image_every": 4},
 }
 
+# The CycleGAN baseline at the tiny size: ResNet generators, L1 cycle, CycleGAN's identity weight, no attention.
+CYCLEGAN = {"model": {"generator": "resnet", "attention": False, "resnet_width": 4, "resnet_blocks": 2},
+            "losses": {"cycle_ssim": False, "identity": 5.0, "use_auxiliary": False, "use_regularization": False,
+                       "use_segmentation_discriminator": False}}
+
 
 def tiny_config(**sections):
     """The tiny run with ``sections`` merged in, e.g. ``training={"steps": 10}``."""

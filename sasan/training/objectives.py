@@ -74,7 +74,8 @@ def translator_objective(nets: SASANNetworks, batches: dict[str, dict], config: 
         terms: dict[str, torch.Tensor] = {}
         terms["adversarial"] = sum(losses.lsgan_generator_loss(f(nets.image_discriminators[m](out.fakes[m])))
                                    for m in (a, b))
-        terms["cycle"] = sum(losses.cycle_consistency_loss(f(out.reconstructions[m]), x[m]) for m in (a, b))
+        terms["cycle"] = sum(losses.cycle_consistency_loss(f(out.reconstructions[m]), x[m], w.cycle_ssim)
+                             for m in (a, b))
         if identity:
             terms["identity"] = sum(losses.identity_loss(f(identity[m]), x[m]) for m in (a, b))
         if setup == "paired":

@@ -12,24 +12,24 @@ from sasan import bundle, cli
 from sasan.config import config_from_dict
 from sasan.data.io import read_volume
 from sasan.demo import (
-    CYCLEGAN_STYLE_OVERRIDES,
-    METHODS,
+    CYCLEGAN_OVERRIDES,
     ROW_ORDER,
-    SASAN_AUGMENTED,
+    SASAN_WITHOUT_SPADE_OVERRIDES,
     demo_configs,
     load_preset,
     merge,
     run_demo,
 )
 from sasan.evaluation import SUMMARY_COLUMNS
+from sasan.models import Generator, ResnetGenerator
 from sasan.resources import preset_path
 
 STRUCTURES = ["LV myocardium", "LA blood", "LV blood", "ascending aorta"]
-TINY = {"data": {"image_size": 32, "phantom_subjects": 3, "phantom_size": 32},
+TINY = {"data": {"image_size": 32, "phantom_subjects": 4, "phantom_size": 32},
         "model": {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
                   "decoder_widths": [8, 8, 4], "head_width": 4, "spade_hidden": 4,
                   "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
-                  "segmenter_width": 4, "segmenter_depth": 2},
+                  "segmenter_width": 4, "segmenter_depth": 2, "resnet_width": 4, "resnet_blocks": 1},
         "training": {"steps": 6, "pretrain_attention_steps": 3, "segmenter_steps": 8, "threads": 1,
                      "log_every": 2, "segmenter_with_translations": True,  # every row, "w/ aug." included
                      # the full preset's pre-training options, so every run the demo derives must accept them
@@ -38,14 +38,14 @@ TINY = {"data": {"image_size": 32, "phantom_subjects": 3, "phantom_size": 32},
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """(output folder, printed text, phantom cache folder) of one tiny demo run."""
+    """(output folder, printed text, phantom cache folder) of one tiny full-mode demo run (every row)."""
     folder = tmp_path_factory.mktemp("demo")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SASAN_CACHE", str(folder / "cache"))
         output = folder / "output"
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            assert run_demo(output, quick=True, config_overrides=TINY) == 0
+            assert run_demo(output, quick=False, config_overrides=TINY) == 0
         yield output, printed.getvalue(), folder / "cache"
 
 
@@ -63,29 +63,36 @@ def test_results_csv_has_one_row_per_method_and_structure(demo):
 def test_the_printed_table_has_every_row_and_says_where_things_are(demo):
     output, printed, _ = demo
     table_rows = [line.split("|")[1].strip() for line in printed.splitlines() if line.startswith("| ")]
-    assert table_rows[0] == "Method" and table_rows[2:] == list(METHODS) + [SASAN_AUGMENTED]
+    assert table_rows[0] == "Method" and table_rows[2:] == list(ROW_ORDER)
     model_file = output / "models" / "sasan_ct_to_mr.safetensors"
     assert str(model_file) in printed and str(output / "figures") in printed
+    origins = printed[printed.index("Where each row's networks come from:"):].splitlines()[1:len(ROW_ORDER) + 1]
+    assert [line.split(":")[0] for line in origins] == [f"- {method}" for method in ROW_ORDER]
+    assert all("trained in this run" in line for line in origins)
 
 
 def test_outputs_lie_on_the_input_grid_and_the_model_is_complete(demo):
     output, _, cache = demo
     segmentations = sorted((output / "volumes").glob("*/*_segmentation.nii.gz"))
-    assert sorted({p.parent.name for p in segmentations}) == ["cyclegan_style", "histogram_matching", "sasan",
-                                                            "sasan_w_aug", "w_o_adaptation"]
+    assert sorted({p.parent.name for p in segmentations}) == ["cyclegan", "histogram_matching", "sasan",
+                                                            "sasan_w_aug", "sasan_w_o_spade_ablation",
+                                                            "w_o_adaptation"]
     for path in segmentations + sorted((output / "volumes").glob("*/*_translated.nii.gz")):
         subject = path.name.rsplit("_", 1)[0]
         (ct_file,) = cache.glob(f"*/CT/images/{subject}.nii.gz")
         ct = read_volume(ct_file)
         assert read_volume(path, dtype=None).same_geometry(ct), path
-    assert len(list((output / "figures").glob("sasan_*.png"))) == len(segmentations) // 5
+    assert len(list((output / "figures").glob("sasan_ct*.png"))) == len(segmentations) // 6
     sasan = bundle.load(output / "models" / "sasan_ct_to_mr.safetensors")
     assert sasan.attention("CT") is not None and sasan.segmenter("MR") is not None
-    baseline = bundle.load(output / "models" / "cyclegan_style_ct_to_mr.safetensors")
-    assert baseline.attention("CT") is None
-    # one U-Net serves every row but "w/ aug.": both model files carry the same weights
-    for a, b in zip(sasan.segmenter("MR").state_dict().values(), baseline.segmenter("MR").state_dict().values()):
-        assert np.array_equal(a.numpy(), b.numpy())
+    ablation = bundle.load(output / "models" / "sasan_without_spade_ct_to_mr.safetensors")
+    assert ablation.attention("CT") is None and isinstance(ablation.generator("CT", "MR"), Generator)
+    cyclegan = bundle.load(output / "models" / "cyclegan_ct_to_mr.safetensors")
+    assert cyclegan.attention("CT") is None and isinstance(cyclegan.generator("CT", "MR"), ResnetGenerator)
+    # one U-Net serves every row but "w/ aug.": the model files carry the same weights
+    for baseline in (ablation, cyclegan):
+        for a, b in zip(sasan.segmenter("MR").state_dict().values(), baseline.segmenter("MR").state_dict().values()):
+            assert np.array_equal(a.numpy(), b.numpy())
     # "w/ aug." is the same translator with its own U-Net
     augmented = bundle.load(output / "models" / "sasan_aug_ct_to_mr.safetensors")
     for a, b in zip(sasan.generator("CT", "MR").state_dict().values(),
@@ -118,14 +125,18 @@ def test_merge_replaces_leaves_and_merges_mappings():
 
 
 @pytest.mark.parametrize("quick", [True, False])
-def test_presets_build_the_three_runs(quick):
-    configs = demo_configs(load_preset(quick)[0])
+def test_presets_build_the_runs(quick):
+    configs = demo_configs(load_preset(quick)[0], baselines=not quick)
     assert configs.segmenter.training.segmenter_steps > 0
     assert configs.sasan.training.segmenter_steps == 0 and configs.sasan.model.attention
-    baseline = configs.cyclegan_style
-    assert not baseline.model.attention and baseline.training.pretrain_attention_steps == 0
-    assert baseline.training.steps == configs.sasan.training.steps  # the same budget
-    assert all(c.training.threads >= 1 for c in (configs.segmenter, configs.sasan, baseline))
+    assert [method for method, _, _ in configs.translators()] == (["SASAN"] if quick else
+                                                                  ["CycleGAN", "SASAN w/o SPADE (ablation)", "SASAN"])
+    for _, config, _ in configs.translators():
+        assert config.training.steps == configs.sasan.training.steps  # the same budget
+        assert config.training.threads >= 1 and config.data == configs.sasan.data
+    if not quick:
+        assert configs.cyclegan.model.generator == "resnet" and not configs.cyclegan.losses.cycle_ssim
+        assert not configs.sasan_without_spade.model.attention and configs.sasan_without_spade.model.generator == "sasan"
     # the shared U-Net sees real MR only, whatever the preset asks of the "w/ aug." one
     assert not configs.segmenter.training.segmenter_with_translations
 
@@ -142,11 +153,12 @@ def test_the_w_aug_unet_is_built_only_where_the_preset_asks():
     assert not configs.sasan.training.segmenter_with_translations
 
 
-def test_the_cyclegan_style_config_file_is_the_demo_preset_without_attention():
+@pytest.mark.parametrize("file_name, overrides", [("phantom_cyclegan.yaml", CYCLEGAN_OVERRIDES),
+                                                   ("phantom_sasan_without_spade.yaml", SASAN_WITHOUT_SPADE_OVERRIDES)])
+def test_the_baseline_config_files_are_the_demos_runs(file_name, overrides):
     demo_mapping = load_preset(quick=False)[0]
-    shipped = yaml.safe_load(preset_path("phantom_cyclegan_style.yaml").read_text())
-    expected = merge(demo_mapping, merge(CYCLEGAN_STYLE_OVERRIDES, {"name": shipped["name"],
-                                                                     "output": shipped["output"]}))
+    shipped = yaml.safe_load(preset_path(file_name).read_text())
+    expected = merge(demo_mapping, merge(overrides, {"name": shipped["name"], "output": shipped["output"]}))
     assert config_from_dict(shipped) == config_from_dict(expected)
 
 

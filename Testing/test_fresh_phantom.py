@@ -25,12 +25,12 @@ def test_the_unseen_table_has_a_column_per_phantom_and_their_mean():
         return {"name": name, "phantom_seed": seed, "volumes": 12, "model_dice": dice,
                 "no_adaptation": plain, "unet_on_real_target": unet}
 
-    rows = [row("SASAN", 1, 0.70, 0.10, 0.80), row("CycleGAN-style", 1, 0.30),
-            row("SASAN", 2, 0.80, 0.30, 0.90), row("CycleGAN-style", 2, 0.20)]
+    rows = [row("SASAN", 1, 0.70, 0.10, 0.80), row("CycleGAN", 1, 0.30),
+            row("SASAN", 2, 0.80, 0.30, 0.90), row("CycleGAN", 2, 0.20)]
     lines = unseen_lines(rows)
-    assert "phantom seeds 1, 2, 12 held-out CT volumes each" in lines[0]
+    assert "phantom seeds 1, 2, 12 test CT volumes each" in lines[0]
     assert "| Model | phantom 1 | phantom 2 | mean |" in lines
     assert "| SASAN | 0.700 | 0.800 | 0.750 |" in lines
-    assert "| CycleGAN-style | 0.300 | 0.200 | 0.250 |" in lines
+    assert "| CycleGAN | 0.300 | 0.200 | 0.250 |" in lines
     assert "| W/o adaptation (the SASAN model's U-Net) | 0.100 | 0.300 | 0.200 |" in lines
     assert "| MR U-Net on the real MR | 0.800 | 0.900 | 0.850 |" in lines

@@ -1,15 +1,18 @@
 """``sasan demo``: the paper's domain-adaptation protocol on the embedded phantom, end to end.
 
-Source CT (unlabelled for training; its held-out labels only score), target MR (labelled):
+Source CT (unlabelled for training; its test subjects' labels only score), target MR (labelled):
 
-1. the phantom is generated (once, into the cache ``$SASAN_CACHE``);
+1. the phantom is generated (once, into the cache ``$SASAN_CACHE``) and split by subject into training,
+   validation and test subjects; only the test subjects are scored, once, at the end;
 2. one MR U-Net is trained on real MR slices (a segmenter run) and serves every row below;
 3. "W/o adaptation" (CT normalised as CT into the MR U-Net) and "Histogram matching" (CT matched to
    the MR training histogram, normalised as MR) are scored;
 4. SASAN CT -> MR is trained and exported with the shared U-Net: the model file the user is pointed to;
-5. "CycleGAN-style": the same trainer without attention (no auxiliary, regularisation or
-   segmentation-GAN losses), exported with the shared U-Net;
-6. both translate the held-out CTs, which are segmented and scored in their original geometry.
+5. (full mode) "CycleGAN": Zhu et al.'s CycleGAN (ResNet generators, PatchGAN discriminators, LSGAN, L1
+   cycle and identity losses) with its published settings; "SASAN w/o SPADE (ablation)": SASAN's own
+   generator without attention (plain instance norms; no auxiliary, regularisation or segmentation-GAN
+   losses); both with the preset's budget, exported with the shared U-Net;
+6. every translator translates the test CTs, which are segmented and scored in their original geometry.
 
 With ``training.segmenter_with_translations: true`` in the preset (the full one), a "SASAN w/ aug." row
 follows the paper's second variant: a second MR U-Net trained on real MR slices plus CT slices translated by
@@ -17,7 +20,8 @@ the SASAN model, labelled by its MR attention head (confident pixels only), expo
 
 Outputs under the output folder: ``runs/`` (training runs), ``models/`` (model files), ``volumes/<method>/``
 (NIfTI translations and segmentations), ``figures/`` (SASAN, one per volume, with attention maps),
-``results.csv`` and ``results.md``. The table is printed on stdout; progress is logged throughout.
+``results.csv`` and ``results.md``. The table is printed on stdout with what each row's networks are;
+progress is logged throughout.
 """
 from __future__ import annotations
 
@@ -65,15 +69,28 @@ EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 40 min
 
 NO_ADAPTATION = "W/o adaptation"
 HISTOGRAM_MATCHING = "Histogram matching"
-CYCLEGAN_STYLE = "CycleGAN-style"
+CYCLEGAN = "CycleGAN"
+SASAN_WITHOUT_SPADE = "SASAN w/o SPADE (ablation)"
 SASAN = "SASAN"
 SASAN_AUGMENTED = "SASAN w/ aug."
-METHODS = (NO_ADAPTATION, HISTOGRAM_MATCHING, CYCLEGAN_STYLE, SASAN)  # the rows of every demo
-ROW_ORDER = METHODS + (SASAN_AUGMENTED,)  # SASAN_AUGMENTED only where the preset asks for it
+# The table's rows, in order: the quick demo has no CycleGAN and no ablation, "w/ aug." only where asked.
+ROW_ORDER = (NO_ADAPTATION, HISTOGRAM_MATCHING, CYCLEGAN, SASAN_WITHOUT_SPADE, SASAN, SASAN_AUGMENTED)
 
-# The attention-free baseline: the same generator and discriminators with plain instance norms, and
-# every loss that needs attention maps switched off (the paper's CycleGAN comparison, same budget).
-CYCLEGAN_STYLE_OVERRIDES = {
+# The CycleGAN baseline (Zhu et al., ICCV 2017) with its published settings, not tuned here: ResNet
+# generators with 6 residual blocks (its choice at 128² and below) and 32 channels (half its 64, as the
+# phantom preset halves SASAN's widths), the preset's PatchGAN discriminators, LSGAN, an L1 cycle loss
+# (weight 10) and identity loss (0.5 x 10), Adam lr 2e-4; the preset's steps, batch, schedule and EMA.
+CYCLEGAN_OVERRIDES = {
+    "model": {"generator": "resnet", "attention": False, "resnet_width": 32, "resnet_blocks": 6},
+    "losses": {"cycle": 10.0, "cycle_ssim": False, "identity": 5.0, "use_auxiliary": False,
+               "use_regularization": False, "use_segmentation_discriminator": False},
+    "training": {"lr": 0.0002, "pretrain_attention_steps": 0, "copy_pretrained_attention": False,
+                 "segmenter_with_translations": False},
+}
+
+# The ablation: SASAN's generator and discriminators with plain instance norms instead of SPADE, and every
+# loss that needs attention maps switched off; the preset's settings and budget otherwise.
+SASAN_WITHOUT_SPADE_OVERRIDES = {
     "model": {"attention": False},
     "losses": {"use_auxiliary": False, "use_regularization": False, "use_segmentation_discriminator": False},
     # no head to pre-train, copy or label translations with
@@ -84,12 +101,19 @@ CYCLEGAN_STYLE_OVERRIDES = {
 
 @dataclass
 class DemoConfigs:
-    """The three training runs of the demo, all from one preset."""
+    """The training runs of the demo, all from one preset."""
 
     segmenter: RunConfig    # the MR U-Net alone (its segmenter_steps)
     sasan: RunConfig        # SASAN CT -> MR, no U-Net of its own
-    cyclegan_style: RunConfig
+    cyclegan: Optional[RunConfig] = None             # the baselines of the full demo
+    sasan_without_spade: Optional[RunConfig] = None
     segmenter_with_translations: Optional[RunConfig] = None  # the "w/ aug." U-Net, where the preset asks
+
+    def translators(self) -> list[tuple[str, RunConfig, str]]:
+        """(row, run, file-name slug) of each translator the demo trains."""
+        found = [(CYCLEGAN, self.cyclegan, "cyclegan"),
+                 (SASAN_WITHOUT_SPADE, self.sasan_without_spade, "sasan_without_spade"), (SASAN, self.sasan, "sasan")]
+        return [(method, config, slug) for method, config, slug in found if config is not None]
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -103,26 +127,32 @@ def merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def demo_configs(preset: dict, overrides: Optional[dict] = None) -> DemoConfigs:
+def demo_configs(preset: dict, overrides: Optional[dict] = None, baselines: bool = True) -> DemoConfigs:
     """Build the demo's runs from a preset mapping (a phantom CT -> MR run configuration).
 
     The preset's ``segmenter_steps`` train the shared U-Net on real MR only; the translators train no U-Net
-    of their own. ``training.segmenter_with_translations: true`` adds the "w/ aug." U-Net (same steps).
+    of their own. ``baselines`` adds the CycleGAN and SASAN-without-SPADE runs (the full demo).
+    ``training.segmenter_with_translations: true`` adds the "w/ aug." U-Net (same steps).
     ``training.threads: 0`` becomes the number of currently free CPU cores.
     """
     mapping = merge(preset, overrides or {})
     augmented = bool(mapping.get("training", {}).get("segmenter_with_translations", False))
     translator = merge(mapping, {"training": {"segmenter_steps": 0, "segmenter_with_translations": False}})
+
+    def baseline(changes: dict, name: str) -> Optional[RunConfig]:
+        return config_from_dict(merge(merge(translator, changes), {"name": name})) if baselines else None
+
     configs = DemoConfigs(
         segmenter=config_from_dict(merge(mapping, {"name": "phantom_mr_unet",
                                                    "training": {"segmenter_with_translations": False}})),
         sasan=config_from_dict(merge(translator, {"name": "phantom_sasan"})),
-        cyclegan_style=config_from_dict(merge(merge(translator, CYCLEGAN_STYLE_OVERRIDES),
-                                              {"name": "phantom_cyclegan_style"})),
+        cyclegan=baseline(CYCLEGAN_OVERRIDES, "phantom_cyclegan"),
+        sasan_without_spade=baseline(SASAN_WITHOUT_SPADE_OVERRIDES, "phantom_sasan_without_spade"),
         segmenter_with_translations=(config_from_dict(merge(mapping, {"name": "phantom_mr_unet_with_translations"}))
                                      if augmented else None),
     )
-    for config in (configs.segmenter, configs.sasan, configs.cyclegan_style, configs.segmenter_with_translations):
+    for config in (configs.segmenter, configs.sasan, configs.cyclegan, configs.sasan_without_spade,
+                   configs.segmenter_with_translations):
         if config is None:
             continue
         if config.data.source.layout != "phantom" or config.data.target.layout != "phantom":
@@ -223,7 +253,7 @@ def run_demo(output: Path, quick: bool = False, overwrite: bool = False, *, pres
     custom = preset is not None or bool(config_overrides)
     if threads is not None:
         config_overrides = merge(config_overrides or {}, {"training": {"threads": threads}})
-    configs = demo_configs(mapping, config_overrides)
+    configs = demo_configs(mapping, config_overrides, baselines=not quick)
     with torch_threads(configs.sasan.training.threads):
         return _run_protocol(configs, Path(output), mode, overwrite, device, preset_file, custom)
 
@@ -239,7 +269,7 @@ def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool
     log.info("SASAN demo, %s mode (preset %s): expected duration %s on 2 free CPU cores; %d thread(s); "
              "output folder %s", mode, preset_file.name, expected, threads, output)
     augmented = configs.segmenter_with_translations
-    stages = _Stages(7 if augmented is not None else 6)
+    stages = _Stages(5 + len(configs.translators()) + (augmented is not None))
 
     stages.begin(f"phantom data: {_subject_counts(data)}, {data.phantom_size} voxels across")
     volumes = held_out_volumes(configs.sasan)
@@ -250,12 +280,15 @@ def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool
     _forget_previous_run(segmenter_run)
     train_segmenter(configs.segmenter, segmenter_run)
 
-    stages.begin(f"scoring the held-out {source} volumes without adaptation and with histogram matching")
+    stages.begin(f"scoring the test {source} volumes without adaptation and with histogram matching")
     results = [_score_baselines(configs, segmenter_run, volumes, output, device, overwrite)]
+    unet = f"the {target} U-Net trained in this run ({configs.segmenter.training.segmenter_steps} steps)"
+    origins = {NO_ADAPTATION: f"no training of its own; {unet}", HISTOGRAM_MATCHING: f"no training of its own; {unet}"}
 
     model_files, run_dirs = {}, {}
-    for method, config, slug in ((SASAN, configs.sasan, "sasan"),
-                                 (CYCLEGAN_STYLE, configs.cyclegan_style, "cyclegan_style")):
+    for method, config, slug in configs.translators():
+        origins[method] = (f"trained in this run ({config.training.pretrain_attention_steps} attention pre-training "
+                           f"+ {config.training.steps} adversarial steps); {unet}")
         stages.begin(f"training {method} {source} -> {target} "
                      f"({config.training.pretrain_attention_steps + config.training.steps} steps)")
         run_dirs[method] = output / "runs" / slug
@@ -270,12 +303,15 @@ def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool
         augmented_run = output / "runs" / f"{target.lower()}_unet_with_translations"
         _forget_previous_run(augmented_run)
         train_segmenter(augmented, augmented_run, translator=model_files[SASAN])
+        origins[SASAN_AUGMENTED] = (f"the {SASAN} translator above; a second {target} U-Net trained in this run on "
+                                    f"real {target} and translated {source} ({augmented.training.segmenter_steps} "
+                                    "steps)")
         model_files[SASAN_AUGMENTED] = _export(
             SASAN_AUGMENTED, configs.sasan, run_dirs[SASAN],
             output / "models" / f"sasan_aug_{source.lower()}_to_{target.lower()}.safetensors", augmented_run, mode,
             overwrite)
 
-    stages.begin(f"translating, segmenting and scoring the {len(volumes)} held-out {source} volumes")
+    stages.begin(f"translating, segmenting and scoring the {len(volumes)} test {source} volumes")
     for method in model_files:
         model = bundle.load(model_files[method])
         translate = translation_method(model, source, target, device=device, threads=threads)
@@ -284,14 +320,19 @@ def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool
 
     tables = write_reports(_combine(results), output, [label.name for label in data.labels],
                            f"SASAN demo on the phantom ({mode}): {source} -> {target}")
-    _print_summary(tables, stages.elapsed(), mode, model_files[SASAN], output, target)
+    _print_summary(tables, origins, stages.elapsed(), mode, model_files[SASAN], output, target)
     return 0
 
 
-def _print_summary(tables: str, seconds: float, mode: str, model_file: Path, output: Path, target: str) -> None:
-    """The command's result on stdout: the tables and where everything went."""
+def _print_summary(tables: str, origins: dict[str, str], seconds: float, mode: str, model_file: Path, output: Path,
+                   target: str) -> None:
+    """The command's result on stdout: the tables, where each row's networks come from, where everything went."""
     print()
     print(tables)
+    print("Where each row's networks come from:")
+    for method in sorted(origins, key=ROW_ORDER.index):
+        print(f"- {method}: {origins[method]}")
+    print()
     print(f"Finished in {seconds / 60:.1f} min ({mode} mode).")
     print(f"SASAN model file:  {model_file}")
     print(f"volumes (NIfTI):   {output / VOLUMES_DIR}")

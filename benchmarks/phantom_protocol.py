@@ -39,21 +39,21 @@ from sasan.bundle import load as load_model
 from sasan.config import RunConfig  # noqa: E402
 from sasan.data.domains import load_domain  # noqa: E402
 from sasan.data.geometry import from_slice_stack  # noqa: E402
-from sasan.demo import (  # noqa: E402
+from sasan.demo import demo_configs, load_preset, run_demo  # noqa: E402
+from sasan.demo_quick import SHIPPED_MODEL  # noqa: E402
+from sasan.demo_rows import (  # noqa: E402
     CYCLEGAN,
     NO_ADAPTATION,
     ROW_ORDER,
     SASAN,
     SASAN_AUGMENTED,
+    SASAN_SHORT_RUN,
     SASAN_WITHOUT_SPADE,
-    demo_configs,
-    load_preset,
-    run_demo,
 )
 from sasan.evaluation import MEAN_STRUCTURE, markdown_table, summarize  # noqa: E402
 from sasan.metrics import segmentation_scores  # noqa: E402
 from sasan.protocol import HeldOutVolume, held_out_volumes, run_methods, translation_method  # noqa: E402
-from sasan.training.export import load_run_networks  # noqa: E402
+from sasan.resources import model_path  # noqa: E402
 
 log = logging.getLogger("benchmarks.phantom_protocol")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -63,7 +63,8 @@ UNSEEN_PHANTOM_SEEDS = (1, 2)  # the demo renders seed 3 (seed 0 is the one earl
 # The demo's model files (sasan/demo.py names them so), scored again on the unseen phantoms.
 DEMO_MODEL_FILES = {SASAN: "sasan_ct_to_mr.safetensors", SASAN_AUGMENTED: "sasan_aug_ct_to_mr.safetensors",
                     CYCLEGAN: "cyclegan_ct_to_mr.safetensors",
-                    SASAN_WITHOUT_SPADE: "sasan_without_spade_ct_to_mr.safetensors"}
+                    SASAN_WITHOUT_SPADE: "sasan_without_spade_ct_to_mr.safetensors",
+                    SASAN_SHORT_RUN: "sasan_short_run_ct_to_mr.safetensors"}
 
 
 def read_summary(path: Path) -> list[dict]:
@@ -77,12 +78,6 @@ def read_summary(path: Path) -> list[dict]:
 
 def mean_dice(summary: list[dict], method: str) -> float:
     return next(row["dice_mean"] for row in summary if row["method"] == method and row["structure"] == MEAN_STRUCTURE)
-
-
-def unet_ceiling(run_dir: Path) -> float:
-    """Mean Dice of the demo's MR U-Net on the test subjects' *real* MR volumes: the best any row can hope for."""
-    config, networks, _, _ = load_run_networks(run_dir)
-    return real_target_dice(networks.segmenter, config)
 
 
 def real_target_dice(network: torch.nn.Module, config: RunConfig, device: str = "cpu") -> float:
@@ -129,9 +124,9 @@ def score_unseen(models: dict[str, Path], output: Path, *, phantom_seed: int, qu
     spacing and noise no run has seen. One dict per model, with its ``phantom_seed``."""
     preset, _ = load_preset(quick=quick)
     every_domain = {"phantom_subjects": subjects}   # over a preset that gives a domain its own count
-    config = demo_configs(preset, {"data": {"phantom_seed": phantom_seed, "phantom_subjects": subjects,
-                                            "source": every_domain, "target": every_domain,
-                                            "test_fraction": test_fraction}}).sasan
+    data = {"phantom_seed": phantom_seed, "phantom_subjects": subjects, "source": every_domain,
+            "target": every_domain, "test_fraction": test_fraction}
+    config = demo_configs(preset, {"data": data}, full=False).sasan
     volumes = held_out_volumes(config)
     return [{**score_model(load_model(path), name, config, volumes, output / f"phantom{phantom_seed}" / name,
                            threads=threads, device=device), "phantom_seed": phantom_seed}
@@ -234,9 +229,12 @@ def run_seed(mode: str, output: Path, seed: int | None, threads: int | None) -> 
     overrides = {"training": {"seed": seed}} if seed is not None else None
     run_demo(output, quick=mode == "quick", overwrite=True, threads=threads, config_overrides=overrides)
     wall, cpu = time.monotonic() - wall_start, _cpu_seconds() - cpu_start
-    ceiling = unet_ceiling(output / "runs" / "mr_unet")
     models = {name: output / "models" / file for name, file in DEMO_MODEL_FILES.items()
               if (output / "models" / file).is_file()}
+    if mode == "quick":  # its SASAN row is the shipped model
+        models[SASAN] = model_path(SHIPPED_MODEL)
+    config = demo_configs(load_preset(quick=mode == "quick")[0], full=False).sasan
+    ceiling = real_target_dice(load_model(models[SASAN]).segmenter(config.data.target.modality), config)
     unseen = [row for phantom_seed in UNSEEN_PHANTOM_SEEDS
               for row in score_unseen(models, output / "unseen", phantom_seed=phantom_seed, quick=mode == "quick",
                                       threads=threads)]

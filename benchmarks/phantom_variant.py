@@ -28,8 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from phantom_protocol import score_model  # noqa: E402  (benchmarks/phantom_protocol.py)
+
 from sasan import bundle  # noqa: E402
-from sasan.demo import SASAN, demo_configs, load_preset, merge  # noqa: E402
+from sasan.demo import demo_configs, load_preset, merge  # noqa: E402
+from sasan.demo_rows import SASAN  # noqa: E402
 from sasan.protocol import held_out_volumes  # noqa: E402
 from sasan.training.export import export_run  # noqa: E402
 from sasan.training.segmenter import train_segmenter  # noqa: E402

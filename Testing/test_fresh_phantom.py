@@ -1,4 +1,4 @@
-"""``benchmarks/fresh_phantom.py`` takes its models as NAME=PATH and refuses anything else up front."""
+"""The benchmarks' table helpers: models named NAME=PATH, the unseen-phantom table, the summary over seeds."""
 import argparse
 import sys
 from pathlib import Path
@@ -34,3 +34,17 @@ def test_the_unseen_table_has_a_column_per_phantom_and_their_mean():
     assert "| CycleGAN | 0.300 | 0.200 | 0.250 |" in lines
     assert "| W/o adaptation (the SASAN model's U-Net) | 0.100 | 0.300 | 0.200 |" in lines
     assert "| MR U-Net on the real MR | 0.800 | 0.900 | 0.850 |" in lines
+
+
+def test_several_training_seeds_are_summarised_by_their_mean_and_spread():
+    from phantom_protocol import over_seeds
+
+    def summary(no_adaptation, sasan):
+        return [{"method": "W/o adaptation", "structure": "mean", "dice_mean": no_adaptation},
+                {"method": "SASAN", "structure": "mean", "dice_mean": sasan}]
+
+    text = over_seeds({0: summary(0.2, 0.7), 1: summary(0.1, 0.8), 2: summary(0.3, 0.75)}, "full")
+    assert text.startswith("## Phantom protocol (full, training seeds 0, 1, 2)\n")
+    assert "| Method | seed 0 | seed 1 | seed 2 | mean ± std |" in text
+    assert "| W/o adaptation | 0.200 | 0.100 | 0.300 | 0.200 ± 0.100 |" in text   # sample std of 0.1, 0.2, 0.3
+    assert "| SASAN | 0.700 | 0.800 | 0.750 | 0.750 ± 0.050 |" in text

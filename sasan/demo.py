@@ -67,10 +67,12 @@ log = logging.getLogger(__name__)
 
 QUICK_PRESET = "phantom_quick.yaml"
 FULL_PRESET = "phantom_demo.yaml"
-# Wall time of the whole demo on a 2-core AMD EPYC (Zen 4) with about one core free, measured with the
-# presets above (quick 2.9-4.2 min; full 38-42 min on one thread beside another run, since the identity
-# loss and the crop; benchmarks/RESULTS.md); busier machines take longer.
-EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 40 minutes"}
+# Wall time of the whole demo on a 2-core AMD EPYC (Zen 4) with about one core free (benchmarks/RESULTS.md):
+# quick 2.9 min beside a training run; full 38-42 min on one thread before the CycleGAN and ablation rows.
+# Those add two translator runs of the same 1000 steps: a CycleGAN step costs what a SASAN step does (2.2 s
+# each on one loaded core), an ablation step half that; the full demo is estimated from these, not yet timed
+# end to end. Busier machines take longer.
+EXPECTED_DURATION = {"quick": "about 3 minutes (under 5)", "full": "about 90 minutes (estimated)"}
 
 # The CycleGAN baseline (Zhu et al., ICCV 2017) with its published settings, not tuned here: ResNet
 # generators with 6 residual blocks (its choice at 128² and below) and 32 channels (half its 64, as the

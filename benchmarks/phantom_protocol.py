@@ -80,13 +80,14 @@ def mean_dice(summary: list[dict], method: str) -> float:
     return next(row["dice_mean"] for row in summary if row["method"] == method and row["structure"] == MEAN_STRUCTURE)
 
 
-def real_target_dice(network: torch.nn.Module, config: RunConfig, device: str = "cpu") -> float:
-    """Mean Dice of the target-modality U-Net ``network`` on the test subjects' real target volumes of ``config``."""
+def real_target_dice(network: torch.nn.Module, config: RunConfig, device: str = "cpu", split: str = "test") -> float:
+    """Mean Dice of the target-modality U-Net ``network`` on the ``split`` subjects' real target volumes of
+    ``config``."""
     target = config.data.target
     unet = UntranslatedSegmenter(network, config.data.image_size, config.data.context, config.data.axis, device)
     names = [label.name for label in config.data.labels]
     means = []
-    for item in load_domain(target, config.data, split="test"):
+    for item in load_domain(target, config.data, split=split):
         scores = segmentation_scores(unet(item.volume, target.normalization).array,
                                      from_slice_stack(item.labels, item.axis), names, item.volume.spacing)
         means.append(sum(s["dice"] for s in scores.values()) / len(scores))
@@ -94,10 +95,10 @@ def real_target_dice(network: torch.nn.Module, config: RunConfig, device: str = 
 
 
 def score_model(model: SASANModel, name: str, config: RunConfig, volumes: list[HeldOutVolume], output: Path, *,
-                threads: int | None = None, device: str = "auto") -> dict:
+                threads: int | None = None, device: str = "auto", split: str = "test") -> dict:
     """Score ``model`` (source -> target, segmented by its own target U-Net) as ``name`` on ``volumes``, the
     held-out source volumes of ``config``: its mean Dice (std over volumes, per structure), "W/o adaptation"
-    with the same U-Net, and that U-Net on the held-out real target volumes of ``config``."""
+    with the same U-Net, and that U-Net on the real target volumes of the same ``split`` of ``config``."""
     data = config.data
     source, target = data.source.modality, data.target.modality
     if model.segmenter(target) is None:
@@ -113,7 +114,7 @@ def score_model(model: SASANModel, name: str, config: RunConfig, volumes: list[H
             "per_structure": {row["structure"]: round(row["dice_mean"], 3) for row in summary
                               if row["method"] == name and row["structure"] != MEAN_STRUCTURE},
             "no_adaptation": round(mean_dice(summary, NO_ADAPTATION), 3),
-            "unet_on_real_target": round(real_target_dice(model.segmenter(target), config, device), 3)}
+            "unet_on_real_target": round(real_target_dice(model.segmenter(target), config, device, split), 3)}
 
 
 def score_unseen(models: dict[str, Path], output: Path, *, phantom_seed: int, quick: bool = False,

@@ -35,6 +35,12 @@ def test_lsgan_discriminator_on_constant_scores():
     assert lsgan_discriminator_loss(real, fake, real_weight=2.0).item() == pytest.approx(0.28125)
 
 
+def test_lsgan_discriminator_sums_the_terms_of_several_fakes():
+    real, fakes = constant(0.5, (2, 1, 3, 3)), [constant(0.25, (2, 1, 2, 2)), constant(0.5, (1, 1, 4, 4))]
+    # 0.5 * [2 * (0.5 - 1)^2 + 0.25^2 + 0.5^2] = 0.5 * (0.5 + 0.0625 + 0.25)
+    assert lsgan_discriminator_loss(real, fakes, real_weight=2.0).item() == pytest.approx(0.40625)
+
+
 def test_lsgan_discriminator_is_zero_for_a_perfect_discriminator():
     assert lsgan_discriminator_loss(torch.ones(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)).item() == 0.0
 

@@ -42,7 +42,7 @@ def score(trainer: Trainer) -> dict:
     """Per-structure Dice of the CT head on real CT and of the MR head on translated CT (EMA weights)."""
     config = trainer.config
     source, target = config.data.source.modality, config.data.target.modality
-    images, truth = held_out_slices(trainer.data.test[source], config.data.image_size, config.data.context,
+    images, truth = held_out_slices(trainer.data.validation[source], config.data.image_size, config.data.context,
                                     limit=10_000)
     translator = trainer.translator()
     with evaluation_mode(translator.values()):

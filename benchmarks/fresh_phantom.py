@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/fresh_phantom.py runs/fresh \\
         --model seed0=runs/protocol/full/models/sasan_ct_to_mr.safetensors --model seed1=runs/variants/seed1/sasan.safetensors
 
-The demo's held-out volumes (phantom seed 0, three CT subjects) are the ones its preset was tuned on, so
-their scores are optimistic and, with three volumes, noisy. This renders the phantom of ``--phantom-seed``
+Before the demo split its subjects three ways, its held-out volumes (phantom seed 0, three CT subjects) were
+the ones its preset was tuned on; it now scores the test subjects of phantom seed 3, and this script adds
+subjects of other phantoms to that small test set. It renders the phantom of ``--phantom-seed``
 (new anatomy, pose, spacing and noise) and scores each model file (CT -> MR with its MR U-Net) on its
 held-out CT, ``--subjects`` x ``--test-fraction`` volumes, next to "W/o adaptation" with the same U-Net,
 and scores that U-Net on the held-out real MR of the same phantom (the ceiling of both rows).

@@ -1,4 +1,4 @@
-"""One SASAN variant of the full phantom preset, trained within a time budget and scored on the held-out CT.
+"""One SASAN variant of the full phantom preset, trained within a time budget and scored on validation CT.
 
     .venv/bin/python benchmarks/phantom_variant.py seed1 runs/variants/seed1 --set '{"training": {"seed": 1}}'
     python3 benchmarks/phantom_variant.py steps1500 OUT --set '{"training": {"steps": 1500}}' --device cuda
@@ -7,7 +7,8 @@
 
 For exploring the preset (seeds, steps, sizes) faster than the whole demo: trains the MR U-Net and
 SASAN CT -> MR of ``phantom_demo.yaml`` with ``--set`` merged in, and scores SASAN, "W/o adaptation" and
-the U-Net on real MR (its ceiling) on the held-out volumes; no CycleGAN-style baseline, no w/ aug. U-Net.
+the U-Net on real MR (its ceiling) on the *validation* subjects (a choice made from it must not see the test
+subjects); no CycleGAN baseline, no ablation, no w/ aug. U-Net.
 Training stops at ``--budget`` seconds from the start (several variants can then share one lent GPU for a
 fixed time); a cut run is scored at its last checkpoint and says so. With ``--sasan-run`` no SASAN is
 trained: that finished run is scored with this variant's U-Net (how much the scorer alone moves a score).
@@ -28,8 +29,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from phantom_protocol import score_model  # noqa: E402  (benchmarks/phantom_protocol.py)
+
 from sasan import bundle  # noqa: E402
-from sasan.demo import SASAN, demo_configs, load_preset, merge  # noqa: E402
+from sasan.demo import demo_configs, load_preset, merge  # noqa: E402
+from sasan.demo_rows import SASAN  # noqa: E402
 from sasan.protocol import held_out_volumes  # noqa: E402
 from sasan.training.export import export_run  # noqa: E402
 from sasan.training.segmenter import train_segmenter  # noqa: E402
@@ -96,8 +99,8 @@ def main() -> None:
     model_file = export_run(sasan_run, args.output / "sasan.safetensors", segmenter_run=segmenter_run,
                             overwrite=True)
     model = bundle.load(model_file)
-    scores = score_model(model, SASAN, configs.sasan, held_out_volumes(configs.sasan), args.output / "scores",
-                         threads=args.threads, device=args.device)
+    scores = score_model(model, SASAN, configs.sasan, held_out_volumes(configs.sasan, split="validation"),
+                         args.output / "scores", threads=args.threads, device=args.device, split="validation")
     print("RESULT " + json.dumps({
         "name": args.name, "set": overrides, "scored_step": model.card.provenance["steps"],
         "total_steps": total_steps, "cut": cut, "sasan": scores["model_dice"],

@@ -111,7 +111,11 @@ class DataConfig:
     phantom_subjects: int = 10
     phantom_seed: int = 0
     phantom_size: int = 96
+    # Subjects split three ways by a seeded hash of their ids (``sasan.data.layouts.split_subjects``):
+    # test (scored once, at the end: ``sasan evaluate``, the demo's table), validation (the trainer's
+    # periodic validation and every choice) and training. 0 validation: no periodic validation.
     test_fraction: float = 0.2
+    validation_fraction: float = 0.1
     split_seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     segmenter_intensity_augment: IntensityAugmentConfig = field(default_factory=IntensityAugmentConfig)
@@ -123,6 +127,12 @@ class DataConfig:
 class ModelConfig:
     """Network sizes. Defaults are the paper's (appendix)."""
 
+    # "sasan": the generator re-normalised by the attention maps (with ``attention: false``, plain instance
+    # norms: the SASAN-without-SPADE ablation); "resnet": the CycleGAN baseline's ResNet generator
+    # (``sasan.models.cyclegan``, ``resnet_width`` wide, ``resnet_blocks`` residual blocks), no attention.
+    generator: Literal["sasan", "resnet"] = "sasan"
+    resnet_width: int = 64
+    resnet_blocks: int = 9
     attention: bool = True
     num_maps: int = 8
     attention_widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
@@ -144,6 +154,7 @@ class LossConfig:
     adversarial: float = 1.0
     segmentation_adversarial: float = 1.0
     cycle: float = 10.0
+    cycle_ssim: bool = True        # the cycle loss is L1 + (1 - SSIM) (the paper's), else L1 alone (CycleGAN's)
     identity: float = 2.5
     regularization: float = 1.0
     auxiliary: float = 0.1
@@ -341,6 +352,8 @@ def check_cross_fields(config: RunConfig) -> RunConfig:
         (d.context >= 1 and d.context % 2 == 1, "data.context: expected an odd number >= 1"),
         (d.image_size >= 16 and d.image_size % 16 == 0, "data.image_size: expected a multiple of 16, >= 16"),
         (0.0 < d.test_fraction < 1.0, "data.test_fraction: expected a number between 0 and 1"),
+        (0.0 <= d.validation_fraction < 1.0 and d.test_fraction + d.validation_fraction < 1.0,
+         "data.validation_fraction: expected a number in [0, 1) with test_fraction + validation_fraction < 1"),
         (len(d.augment.scale_range) == 2 and 0 < d.augment.scale_range[0] <= d.augment.scale_range[1],
          "data.augment.scale_range: expected [low, high] with 0 < low <= high"),
         (_intensity_augment_ok(d.segmenter_intensity_augment), "data.segmenter_intensity_augment: expected probabilities "
@@ -359,6 +372,10 @@ def check_cross_fields(config: RunConfig) -> RunConfig:
         (config.losses.pseudo_label_steps is None or config.losses.pseudo_label_steps >= 0,
          "losses.pseudo_label_steps: expected an integer >= 0 or null"),
         (m.num_maps >= 1, "model.num_maps: expected a positive integer"),
+        (m.generator != "resnet" or not m.attention,
+         "model.generator: the 'resnet' generator takes no attention maps; set model.attention: false"),
+        (m.resnet_width >= 1 and m.resnet_blocks >= 0,
+         "model.resnet_width / resnet_blocks: expected a positive width and a number of blocks >= 0"),
         (len(m.attention_widths) >= 2, "model.attention_widths: expected at least two levels"),
         (d.image_size % (2 ** (len(m.attention_widths) - 1)) == 0,
          "model.attention_widths: data.image_size must be divisible by 2**(levels - 1)"),
@@ -399,6 +416,9 @@ def check_cross_fields(config: RunConfig) -> RunConfig:
                                                             and sum(labelled) == 1):
         raise ConfigError("training.copy_pretrained_attention: needs attention pre-training "
                           "(pretrain_attention_steps > 0, model.attention) and exactly one labelled domain")
+    if t.pretrain_attention_steps > 0 and not m.attention:
+        raise ConfigError("training.pretrain_attention_steps: there is no attention module to pre-train "
+                          "(model.attention: false); set it to 0")
     if any(labelled) and not d.labels:
         raise ConfigError("data.labels: a labelled domain needs its structures listed (name, value, color)")
     return config

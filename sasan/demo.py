@@ -1,15 +1,18 @@
 """``sasan demo``: the paper's domain-adaptation protocol on the embedded phantom, end to end.
 
-Source CT (unlabelled for training; its held-out labels only score), target MR (labelled):
+Source CT (unlabelled for training; its test subjects' labels only score), target MR (labelled):
 
-1. the phantom is generated (once, into the cache ``$SASAN_CACHE``);
+1. the phantom is generated (once, into the cache ``$SASAN_CACHE``) and split by subject into training,
+   validation and test subjects; only the test subjects are scored, once, at the end;
 2. one MR U-Net is trained on real MR slices (a segmenter run) and serves every row below;
 3. "W/o adaptation" (CT normalised as CT into the MR U-Net) and "Histogram matching" (CT matched to
    the MR training histogram, normalised as MR) are scored;
 4. SASAN CT -> MR is trained and exported with the shared U-Net: the model file the user is pointed to;
-5. "CycleGAN-style": the same trainer without attention (no auxiliary, regularisation or
-   segmentation-GAN losses), exported with the shared U-Net;
-6. both translate the held-out CTs, which are segmented and scored in their original geometry.
+5. (full mode) "CycleGAN": Zhu et al.'s CycleGAN (ResNet generators, PatchGAN discriminators, LSGAN, L1
+   cycle and identity losses) with its published settings; "SASAN w/o SPADE (ablation)": SASAN's own
+   generator without attention (plain instance norms; no auxiliary, regularisation or segmentation-GAN
+   losses); both with the preset's budget, exported with the shared U-Net;
+6. every translator translates the test CTs, which are segmented and scored in their original geometry.
 
 With ``training.segmenter_with_translations: true`` in the preset (the full one), a "SASAN w/ aug." row
 follows the paper's second variant: a second MR U-Net trained on real MR slices plus CT slices translated by
@@ -17,13 +20,13 @@ the SASAN model, labelled by its MR attention head (confident pixels only), expo
 
 Outputs under the output folder: ``runs/`` (training runs), ``models/`` (model files), ``volumes/<method>/``
 (NIfTI translations and segmentations), ``figures/`` (SASAN, one per volume, with attention maps),
-``results.csv`` and ``results.md``. The table is printed on stdout; progress is logged throughout.
+``results.csv`` and ``results.md``. The table is printed on stdout with what each row's networks are;
+progress is logged throughout.
 """
 from __future__ import annotations
 
 import copy
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -31,16 +34,23 @@ from typing import Optional
 import yaml
 
 from sasan import bundle
-from sasan.baselines import UntranslatedSegmenter, histogram_matching, no_adaptation, reference_quantiles
-from sasan.config import DataConfig, RunConfig, config_from_dict
-from sasan.data.domains import load_domain, phantom_subjects
+from sasan.config import RunConfig, config_from_dict
+from sasan.demo_rows import (
+    CYCLEGAN,
+    HISTOGRAM_MATCHING,
+    NO_ADAPTATION,
+    SASAN,
+    SASAN_AUGMENTED,
+    SASAN_WITHOUT_SPADE,
+    Stages,
+    combine,
+    forget_previous_run,
+    phantom_description,
+    print_summary,
+    score_baselines,
+    subject_counts,
+)
 from sasan.protocol import (
-    FIGURES_DIR,
-    RESULTS_CSV,
-    RESULTS_MARKDOWN,
-    VOLUMES_DIR,
-    HeldOutVolume,
-    ProtocolResult,
     held_out_volumes,
     prepare_output_folder,
     run_methods,
@@ -49,7 +59,6 @@ from sasan.protocol import (
 )
 from sasan.resources import preset_path
 from sasan.runtime import free_cpu_cores, torch_threads
-from sasan.training.checkpoint import list_checkpoints
 from sasan.training.export import export_run, load_run_networks
 from sasan.training.segmenter import train_segmenter
 from sasan.training.trainer import Trainer
@@ -58,22 +67,28 @@ log = logging.getLogger(__name__)
 
 QUICK_PRESET = "phantom_quick.yaml"
 FULL_PRESET = "phantom_demo.yaml"
-# Wall time of the whole demo on a 2-core AMD EPYC (Zen 4) with about one core free, measured with the
-# presets above (quick 2.9-4.2 min; full 38-42 min on one thread beside another run, since the identity
-# loss and the crop; benchmarks/RESULTS.md); busier machines take longer.
-EXPECTED_DURATION = {"quick": "about 4 minutes (under 5)", "full": "about 40 minutes"}
+# Wall time of the whole demo on a 2-core AMD EPYC (Zen 4) with about one core free (benchmarks/RESULTS.md):
+# quick 2.9 min beside a training run; full 38-42 min on one thread before the CycleGAN and ablation rows.
+# Those add two translator runs of the same 1000 steps: a CycleGAN step costs what a SASAN step does (2.2 s
+# each on one loaded core), an ablation step half that; the full demo is estimated from these, not yet timed
+# end to end. Busier machines take longer.
+EXPECTED_DURATION = {"quick": "about 3 minutes (under 5)", "full": "about 90 minutes (estimated)"}
 
-NO_ADAPTATION = "W/o adaptation"
-HISTOGRAM_MATCHING = "Histogram matching"
-CYCLEGAN_STYLE = "CycleGAN-style"
-SASAN = "SASAN"
-SASAN_AUGMENTED = "SASAN w/ aug."
-METHODS = (NO_ADAPTATION, HISTOGRAM_MATCHING, CYCLEGAN_STYLE, SASAN)  # the rows of every demo
-ROW_ORDER = METHODS + (SASAN_AUGMENTED,)  # SASAN_AUGMENTED only where the preset asks for it
+# The CycleGAN baseline (Zhu et al., ICCV 2017) with its published settings, not tuned here: ResNet
+# generators with 6 residual blocks (its choice at 128² and below) and 32 channels (half its 64, as the
+# phantom preset halves SASAN's widths), the preset's PatchGAN discriminators, LSGAN, an L1 cycle loss
+# (weight 10) and identity loss (0.5 x 10), Adam lr 2e-4; the preset's steps, batch, schedule and EMA.
+CYCLEGAN_OVERRIDES = {
+    "model": {"generator": "resnet", "attention": False, "resnet_width": 32, "resnet_blocks": 6},
+    "losses": {"cycle": 10.0, "cycle_ssim": False, "identity": 5.0, "use_auxiliary": False,
+               "use_regularization": False, "use_segmentation_discriminator": False},
+    "training": {"lr": 0.0002, "pretrain_attention_steps": 0, "copy_pretrained_attention": False,
+                 "segmenter_with_translations": False},
+}
 
-# The attention-free baseline: the same generator and discriminators with plain instance norms, and
-# every loss that needs attention maps switched off (the paper's CycleGAN comparison, same budget).
-CYCLEGAN_STYLE_OVERRIDES = {
+# The ablation: SASAN's generator and discriminators with plain instance norms instead of SPADE, and every
+# loss that needs attention maps switched off; the preset's settings and budget otherwise.
+SASAN_WITHOUT_SPADE_OVERRIDES = {
     "model": {"attention": False},
     "losses": {"use_auxiliary": False, "use_regularization": False, "use_segmentation_discriminator": False},
     # no head to pre-train, copy or label translations with
@@ -84,12 +99,19 @@ CYCLEGAN_STYLE_OVERRIDES = {
 
 @dataclass
 class DemoConfigs:
-    """The three training runs of the demo, all from one preset."""
+    """The training runs of the demo, all from one preset."""
 
-    segmenter: RunConfig    # the MR U-Net alone (its segmenter_steps)
     sasan: RunConfig        # SASAN CT -> MR, no U-Net of its own
-    cyclegan_style: RunConfig
+    segmenter: Optional[RunConfig] = None            # the MR U-Net alone (its segmenter_steps; full demo)
+    cyclegan: Optional[RunConfig] = None             # the baselines of the full demo
+    sasan_without_spade: Optional[RunConfig] = None
     segmenter_with_translations: Optional[RunConfig] = None  # the "w/ aug." U-Net, where the preset asks
+
+    def translators(self) -> list[tuple[str, RunConfig, str]]:
+        """(row, run, file-name slug) of each translator the demo trains."""
+        found = [(CYCLEGAN, self.cyclegan, "cyclegan"),
+                 (SASAN_WITHOUT_SPADE, self.sasan_without_spade, "sasan_without_spade"), (SASAN, self.sasan, "sasan")]
+        return [(method, config, slug) for method, config, slug in found if config is not None]
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -103,26 +125,33 @@ def merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def demo_configs(preset: dict, overrides: Optional[dict] = None) -> DemoConfigs:
+def demo_configs(preset: dict, overrides: Optional[dict] = None, full: bool = True) -> DemoConfigs:
     """Build the demo's runs from a preset mapping (a phantom CT -> MR run configuration).
 
-    The preset's ``segmenter_steps`` train the shared U-Net on real MR only; the translators train no U-Net
-    of their own. ``training.segmenter_with_translations: true`` adds the "w/ aug." U-Net (same steps).
-    ``training.threads: 0`` becomes the number of currently free CPU cores.
+    Full demo (``full``): the preset's ``segmenter_steps`` train the shared U-Net on real MR only; the
+    translators (SASAN, CycleGAN, SASAN without SPADE) train no U-Net of their own;
+    ``training.segmenter_with_translations: true`` adds the "w/ aug." U-Net (same steps). Quick demo: the
+    SASAN run alone (the short run). ``training.threads: 0`` becomes the number of currently free CPU cores.
     """
     mapping = merge(preset, overrides or {})
-    augmented = bool(mapping.get("training", {}).get("segmenter_with_translations", False))
+    augmented = full and bool(mapping.get("training", {}).get("segmenter_with_translations", False))
     translator = merge(mapping, {"training": {"segmenter_steps": 0, "segmenter_with_translations": False}})
+
+    def baseline(changes: dict, name: str) -> Optional[RunConfig]:
+        return config_from_dict(merge(merge(translator, changes), {"name": name})) if full else None
+
     configs = DemoConfigs(
-        segmenter=config_from_dict(merge(mapping, {"name": "phantom_mr_unet",
-                                                   "training": {"segmenter_with_translations": False}})),
         sasan=config_from_dict(merge(translator, {"name": "phantom_sasan"})),
-        cyclegan_style=config_from_dict(merge(merge(translator, CYCLEGAN_STYLE_OVERRIDES),
-                                              {"name": "phantom_cyclegan_style"})),
+        segmenter=config_from_dict(merge(mapping, {"name": "phantom_mr_unet",
+                                                   "training": {"segmenter_with_translations": False}}))
+        if full else None,
+        cyclegan=baseline(CYCLEGAN_OVERRIDES, "phantom_cyclegan"),
+        sasan_without_spade=baseline(SASAN_WITHOUT_SPADE_OVERRIDES, "phantom_sasan_without_spade"),
         segmenter_with_translations=(config_from_dict(merge(mapping, {"name": "phantom_mr_unet_with_translations"}))
                                      if augmented else None),
     )
-    for config in (configs.segmenter, configs.sasan, configs.cyclegan_style, configs.segmenter_with_translations):
+    for config in (configs.segmenter, configs.sasan, configs.cyclegan, configs.sasan_without_spade,
+                   configs.segmenter_with_translations):
         if config is None:
             continue
         if config.data.source.layout != "phantom" or config.data.target.layout != "phantom":
@@ -131,7 +160,7 @@ def demo_configs(preset: dict, overrides: Optional[dict] = None) -> DemoConfigs:
             raise ValueError("the demo needs labelled MR (data.target.labelled: true)")
         if config.training.threads == 0:
             config.training.threads = free_cpu_cores()
-    if configs.segmenter.training.segmenter_steps < 1:
+    if configs.segmenter is not None and configs.segmenter.training.segmenter_steps < 1:
         raise ValueError("the demo preset needs training.segmenter_steps >= 1 for the MR U-Net")
     return configs
 
@@ -147,47 +176,10 @@ def load_preset(quick: bool, preset: Optional[Path] = None) -> tuple[dict, Path]
     return mapping, path
 
 
-class _Stages:
-    """Numbered stage headings with the elapsed time, so a long run shows where it is."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.number, self.started = total, 0, time.monotonic()
-
-    def begin(self, title: str) -> None:
-        self.number += 1
-        log.info("[%d/%d] %s (%.0f s elapsed)", self.number, self.total, title, self.elapsed())
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-
-def _forget_previous_run(run_dir: Path) -> None:
-    """Delete the checkpoints a previous demo left in its own run folder (reached only with --overwrite)."""
-    for checkpoint in list_checkpoints(run_dir):
-        log.info("replacing the previous demo run's checkpoint %s", checkpoint)
-        checkpoint.unlink()
-
-
-def _score_baselines(configs: DemoConfigs, segmenter_run: Path, volumes: list[HeldOutVolume], output: Path,
-                     device: str, overwrite: bool) -> ProtocolResult:
-    """The "W/o adaptation" and "Histogram matching" rows, with the U-Net of ``segmenter_run``."""
-    config = configs.sasan
-    _, networks, _, _ = load_run_networks(segmenter_run)
-    unet = UntranslatedSegmenter(networks.segmenter, config.data.image_size, config.data.context,
-                                 config.data.axis, device)
-    training_targets = load_domain(config.data.target, config.data, split="train")
-    reference = reference_quantiles([item.volume.array for item in training_targets])
-    source = config.data.source
-    methods = {NO_ADAPTATION: no_adaptation(unet, source.normalization, source.crop),
-               HISTOGRAM_MATCHING: histogram_matching(unet, config.data.target.normalization, reference, source.crop)}
-    return run_methods(methods, volumes, config.data.labels, output, target=config.data.target.modality,
-                       overwrite=overwrite)
-
-
 def _train_and_export(method: str, config: RunConfig, run_dir: Path, model_file: Path, segmenter_run: Path,
                       mode: str, overwrite: bool) -> Path:
     """Train one translator and export it with the shared U-Net; returns the model file."""
-    _forget_previous_run(run_dir)
+    forget_previous_run(run_dir)
     Trainer(config, run_dir).fit()
     return _export(method, config, run_dir, model_file, segmenter_run, mode, overwrite)
 
@@ -199,22 +191,18 @@ def _export(method: str, config: RunConfig, run_dir: Path, model_file: Path, seg
     return export_run(run_dir, model_file, segmenter_run=segmenter_run, overwrite=overwrite,
                       description=f"{method} {source} -> {target} trained by `sasan demo` ({mode}) on the "
                                   "embedded phantom; for trying the tools, not for real images",
-                      provenance={"source": "sasan demo", "data": f"phantom ({_subject_counts(config.data)})"})
-
-
-def _subject_counts(data: DataConfig) -> str:
-    """"12 CT and 12 MR subjects", or "24 CT and 12 MR subjects" when a domain has its own count."""
-    return " and ".join(f"{phantom_subjects(d, data)} {d.modality}" for d in (data.source, data.target)) \
-        + " subjects"
+                      provenance={"source": "sasan demo", "data": phantom_description(config.data)})
 
 
 def run_demo(output: Path, quick: bool = False, overwrite: bool = False, *, preset: Optional[Path] = None,
-             config_overrides: Optional[dict] = None, device: str = "auto", threads: Optional[int] = None) -> int:
+             config_overrides: Optional[dict] = None, device: str = "auto", threads: Optional[int] = None,
+             shipped_model: Optional[Path] = None) -> int:
     """Run the whole demo into ``output`` and print its table; returns the exit status (0).
 
     ``preset`` replaces the quick / full preset file; ``config_overrides`` are merged into it (the tests
     shrink the run this way). ``threads`` fixes the CPU threads of every stage (default: the free cores).
-    Refuses a non-empty ``output`` unless ``overwrite``.
+    ``shipped_model`` replaces the quick demo's shipped phantom model. Refuses a non-empty ``output`` unless
+    ``overwrite``.
     """
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be a positive integer; got {threads}")
@@ -223,39 +211,46 @@ def run_demo(output: Path, quick: bool = False, overwrite: bool = False, *, pres
     custom = preset is not None or bool(config_overrides)
     if threads is not None:
         config_overrides = merge(config_overrides or {}, {"training": {"threads": threads}})
-    configs = demo_configs(mapping, config_overrides)
+    configs = demo_configs(mapping, config_overrides, full=not quick)
+    expected = "unknown (custom preset)" if custom else EXPECTED_DURATION[mode]
+    log.info("SASAN demo, %s mode (preset %s): expected duration %s on 2 free CPU cores; %d thread(s); "
+             "output folder %s", mode, preset_file.name, expected, configs.sasan.training.threads, output)
     with torch_threads(configs.sasan.training.threads):
-        return _run_protocol(configs, Path(output), mode, overwrite, device, preset_file, custom)
+        if quick:
+            from sasan.demo_quick import run_quick_demo  # the quick demo's own stages
+
+            return run_quick_demo(configs.sasan, Path(output), overwrite, device, shipped_model)
+        return _run_protocol(configs, Path(output), overwrite, device)
 
 
-def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool, device: str, preset_file: Path,
-                  custom: bool) -> int:
-    """The demo's stages (see the module docstring) with ``configs``; returns the exit status (0)."""
-    threads = configs.sasan.training.threads
+def _run_protocol(configs: DemoConfigs, output: Path, overwrite: bool, device: str) -> int:
+    """The full demo's stages (see the module docstring) with ``configs``; returns the exit status (0)."""
+    mode, threads = "full", configs.sasan.training.threads
     output = prepare_output_folder(output, overwrite)
     data = configs.sasan.data
     source, target = data.source.modality, data.target.modality
-    expected = "unknown (custom preset)" if custom else EXPECTED_DURATION[mode]
-    log.info("SASAN demo, %s mode (preset %s): expected duration %s on 2 free CPU cores; %d thread(s); "
-             "output folder %s", mode, preset_file.name, expected, threads, output)
     augmented = configs.segmenter_with_translations
-    stages = _Stages(7 if augmented is not None else 6)
+    stages = Stages(4 + len(configs.translators()) + (augmented is not None))
 
-    stages.begin(f"phantom data: {_subject_counts(data)}, {data.phantom_size} voxels across")
+    stages.begin(f"phantom data: {subject_counts(data)}, {data.phantom_size} voxels across")
     volumes = held_out_volumes(configs.sasan)
 
     stages.begin(f"training the {target} U-Net on real {target} slices "
                  f"({configs.segmenter.training.segmenter_steps} steps)")
     segmenter_run = output / "runs" / f"{target.lower()}_unet"
-    _forget_previous_run(segmenter_run)
+    forget_previous_run(segmenter_run)
     train_segmenter(configs.segmenter, segmenter_run)
 
-    stages.begin(f"scoring the held-out {source} volumes without adaptation and with histogram matching")
-    results = [_score_baselines(configs, segmenter_run, volumes, output, device, overwrite)]
+    stages.begin(f"scoring the test {source} volumes without adaptation and with histogram matching")
+    results = [score_baselines(configs.sasan, load_run_networks(segmenter_run)[1].segmenter, volumes, output, device,
+                               overwrite)]
+    unet = f"the {target} U-Net trained in this run ({configs.segmenter.training.segmenter_steps} steps)"
+    origins = {NO_ADAPTATION: f"no training of its own; {unet}", HISTOGRAM_MATCHING: f"no training of its own; {unet}"}
 
     model_files, run_dirs = {}, {}
-    for method, config, slug in ((SASAN, configs.sasan, "sasan"),
-                                 (CYCLEGAN_STYLE, configs.cyclegan_style, "cyclegan_style")):
+    for method, config, slug in configs.translators():
+        origins[method] = (f"trained in this run ({config.training.pretrain_attention_steps} attention pre-training "
+                           f"+ {config.training.steps} adversarial steps); {unet}")
         stages.begin(f"training {method} {source} -> {target} "
                      f"({config.training.pretrain_attention_steps + config.training.steps} steps)")
         run_dirs[method] = output / "runs" / slug
@@ -268,47 +263,24 @@ def _run_protocol(configs: DemoConfigs, output: Path, mode: str, overwrite: bool
         stages.begin(f"training the {target} U-Net on real {target} and SASAN-translated {source} slices "
                      f"({augmented.training.segmenter_steps} steps)")
         augmented_run = output / "runs" / f"{target.lower()}_unet_with_translations"
-        _forget_previous_run(augmented_run)
+        forget_previous_run(augmented_run)
         train_segmenter(augmented, augmented_run, translator=model_files[SASAN])
+        origins[SASAN_AUGMENTED] = (f"the {SASAN} translator above; a second {target} U-Net trained in this run on "
+                                    f"real {target} and translated {source} ({augmented.training.segmenter_steps} "
+                                    "steps)")
         model_files[SASAN_AUGMENTED] = _export(
             SASAN_AUGMENTED, configs.sasan, run_dirs[SASAN],
             output / "models" / f"sasan_aug_{source.lower()}_to_{target.lower()}.safetensors", augmented_run, mode,
             overwrite)
 
-    stages.begin(f"translating, segmenting and scoring the {len(volumes)} held-out {source} volumes")
+    stages.begin(f"translating, segmenting and scoring the {len(volumes)} test {source} volumes")
     for method in model_files:
         model = bundle.load(model_files[method])
         translate = translation_method(model, source, target, device=device, threads=threads)
         results.append(run_methods({method: translate}, volumes, data.labels, output, target=target,
                                    figure_methods={SASAN}, overwrite=overwrite))
 
-    tables = write_reports(_combine(results), output, [label.name for label in data.labels],
+    tables = write_reports(combine(results), output, [label.name for label in data.labels],
                            f"SASAN demo on the phantom ({mode}): {source} -> {target}")
-    _print_summary(tables, stages.elapsed(), mode, model_files[SASAN], output, target)
+    print_summary(tables, origins, stages.elapsed(), mode, model_files[SASAN], output, target)
     return 0
-
-
-def _print_summary(tables: str, seconds: float, mode: str, model_file: Path, output: Path, target: str) -> None:
-    """The command's result on stdout: the tables and where everything went."""
-    print()
-    print(tables)
-    print(f"Finished in {seconds / 60:.1f} min ({mode} mode).")
-    print(f"SASAN model file:  {model_file}")
-    print(f"volumes (NIfTI):   {output / VOLUMES_DIR}")
-    print(f"figures:           {output / FIGURES_DIR}")
-    print(f"tables:            {output / RESULTS_CSV}, {output / RESULTS_MARKDOWN}")
-    print(f"try it:            sasan translate CT.nii.gz --model {model_file} --to {target} "
-          "-o translated.nii.gz --segmentation segmentation.nii.gz")
-
-
-def _combine(results: list[ProtocolResult]) -> ProtocolResult:
-    """One result with the rows ordered by ``ROW_ORDER`` (the table's row order)."""
-    combined = ProtocolResult()
-    for result in results:
-        combined.volumes += result.volumes
-        combined.figures += result.figures
-        combined.segmentation_rows += result.segmentation_rows
-        combined.image_rows += result.image_rows
-    order = {method: index for index, method in enumerate(ROW_ORDER)}
-    combined.segmentation_rows.sort(key=lambda row: order.get(row.method, len(order)))
-    return combined

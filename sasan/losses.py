@@ -7,7 +7,7 @@ these terms are ``sasan.config.LossConfig`` (lambda_c, lambda_id, lambda_reg, la
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,16 +22,17 @@ def _require_same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what}: the two tensors must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
-def lsgan_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor,
+def lsgan_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor | Sequence[torch.Tensor],
                              real_weight: float = 1.0) -> torch.Tensor:
-    """Least-squares GAN loss of a discriminator: 0.5 * [w * mean((D(real) - 1)^2) + mean(D(fake)^2)].
+    """Least-squares GAN loss of a discriminator: 0.5 * [w * mean((D(real) - 1)^2) + sum_f mean(D(f)^2)].
 
-    ``real_scores``, ``fake_scores``: discriminator outputs of any shape (PatchGAN: (B, 1, h, w));
-    the two may differ in shape. The segmentation discriminator uses ``real_weight=2`` (the paper's
-    factor 2 on the real segmentation term). Returns a scalar.
+    ``real_scores``: discriminator outputs of any shape (PatchGAN: (B, 1, h, w)); ``fake_scores``: one such
+    tensor, or a sequence of them whose terms are summed (each of any shape). The segmentation discriminator
+    takes two fakes against ``real_weight=2`` (the paper's eq. (1)). Returns a scalar.
     """
+    fakes = [fake_scores] if isinstance(fake_scores, torch.Tensor) else list(fake_scores)
     real_term = torch.mean((real_scores - 1.0) ** 2)
-    fake_term = torch.mean(fake_scores ** 2)
+    fake_term = sum(torch.mean(fake ** 2) for fake in fakes)
     return 0.5 * (real_weight * real_term + fake_term)
 
 
@@ -68,13 +69,16 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, window: int 
     return per_image.mean() if reduction == "mean" else per_image
 
 
-def cycle_consistency_loss(reconstructed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """One direction of the dual cycle loss: L1 + (1 - SSIM), images (B, C, H, W) in [-1, 1].
+def cycle_consistency_loss(reconstructed: torch.Tensor, original: torch.Tensor,
+                           with_ssim: bool = True) -> torch.Tensor:
+    """One direction of the dual cycle loss: L1 + (1 - SSIM) (the paper's), or L1 alone (``with_ssim=False``:
+    CycleGAN's), images (B, C, H, W) in [-1, 1].
 
     The trainer sums both directions (x -> y -> x and y -> x -> y). Returns a scalar.
     """
     _require_same_shape(reconstructed, original, "cycle_consistency_loss")
-    return F.l1_loss(reconstructed, original) + (1.0 - ssim(reconstructed, original))
+    l1 = F.l1_loss(reconstructed, original)
+    return l1 + (1.0 - ssim(reconstructed, original)) if with_ssim else l1
 
 
 def identity_loss(output: torch.Tensor, input: torch.Tensor) -> torch.Tensor:

@@ -100,11 +100,12 @@ def translation_method(model: SASANModel, source: str, target: str, *, device: s
     return run
 
 
-def held_out_volumes(config: RunConfig) -> list[HeldOutVolume]:
-    """The source domain's test split with its labels (volume order) and, for paired data, its partners."""
-    prepared = load_domain(config.data.source, config.data, split="test", cropped=False)
+def held_out_volumes(config: RunConfig, split: str = "test") -> list[HeldOutVolume]:
+    """The source domain's test split (the final scoring; ``split="validation"`` for choices made before it)
+    with its labels (volume order) and, for paired data, its partners."""
+    prepared = load_domain(config.data.source, config.data, split=split, cropped=False)
     if not prepared:
-        raise ProtocolError(f"no held-out {config.data.source.modality} volumes: the test split is empty "
+        raise ProtocolError(f"no held-out {config.data.source.modality} volumes: the {split} split is empty "
                             "(a domain needs at least two subjects; see data.test_fraction)")
     paired = config.training.setup == "paired"
     volumes = []

@@ -68,12 +68,21 @@ def find_presets(module_dir: Optional[PathLike] = None) -> list[Path]:
 
 def preset_path(name: str, module_dir: Optional[PathLike] = None) -> Path:
     """The shipped preset ``name`` (e.g. ``"phantom_demo.yaml"``) from the first folder holding it."""
-    folders = resource_folders(CONFIGS, module_dir)
+    return _shipped_file(CONFIGS, name, module_dir, "preset", "reinstall SASAN, or pass a configuration file")
+
+
+def model_path(name: str, module_dir: Optional[PathLike] = None) -> Path:
+    """The shipped model file ``name`` (e.g. ``"phantom_ct_mr.safetensors"``) from the first folder holding it."""
+    return _shipped_file(MODELS, name, module_dir, "model file", "reinstall SASAN")
+
+
+def _shipped_file(kind: str, name: str, module_dir: Optional[PathLike], what: str, remedy: str) -> Path:
+    folders = resource_folders(kind, module_dir)
     for folder in folders:
         if (folder / name).is_file():
             return folder / name
-    raise FileNotFoundError(f"preset {name!r} not found; looked in " + ", ".join(str(f) for f in folders)
-                            + " (reinstall SASAN, or pass a configuration file)")
+    raise FileNotFoundError(f"{what} {name!r} not found; looked in " + ", ".join(str(f) for f in folders)
+                            + f" ({remedy})")
 
 
 def is_shipped_preset(path: PathLike) -> bool:

@@ -291,7 +291,8 @@ def _datasets(folder: Path) -> None:
     unknown[0, :2, :2] = 3
     _dataset(folder / "label_unknown_values", replace={"MR/labels/s2": lambda path: write_image(path, unknown)})
     _dataset(folder / "label_uint8_overflow")  # its configuration asks for value 820 in uint8 label files
-    _dataset(folder / "four_d_image", replace={"CT/images/s3": write_four_d})
+    # s2 is a training subject (s3 is the test subject, which training never reads)
+    _dataset(folder / "four_d_image", replace={"CT/images/s2": write_four_d})
 
 
 # --- configurations ----------------------------------------------------------------------------------

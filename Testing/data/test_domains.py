@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sasan.config import DataConfig, DomainConfig, LabelSpec, NormalizationConfig
+from sasan.config import ConfigError, DataConfig, DomainConfig, LabelSpec, NormalizationConfig
 from sasan.data.domains import build_slice_dataset, load_domain, prepare_volume
 from sasan.data.io import GeometryMismatchError, write_volume
 from sasan.data.layouts import Subject
@@ -54,19 +54,31 @@ def test_prepare_volume_refuses_labels_on_another_grid(tmp_path):
 def test_load_domain_splits_prepares_and_builds_a_dataset(tmp_path):
     for index in range(5):
         write_subject(tmp_path, f"case{index}", seed=index)
-    data = DataConfig(image_size=16, context=3, skip_empty=False, test_fraction=0.2, labels=LABELS)
+    data = DataConfig(image_size=16, context=3, skip_empty=False, test_fraction=0.2, validation_fraction=0.2,
+                      labels=LABELS)
     domain = folder_domain(tmp_path)
-    train, test = load_domain(domain, data, split="train"), load_domain(domain, data, split="test")
-    assert (len(train), len(test)) == (4, 1)
-    assert {p.subject.id for p in train}.isdisjoint({p.subject.id for p in test})
+    train, validation, test = (load_domain(domain, data, split=split) for split in ("train", "validation", "test"))
+    assert (len(train), len(validation), len(test)) == (3, 1, 1)
+    ids = [{p.subject.id for p in part} for part in (train, validation, test)]
+    assert ids[0].isdisjoint(ids[1] | ids[2]) and ids[1].isdisjoint(ids[2])
     assert len(load_domain(domain, data, split="all")) == 5
     dataset = build_slice_dataset(train, data, augment=True, seed=1)
-    assert len(dataset) == 4 * 4 and dataset.augment is data.augment
+    assert len(dataset) == 3 * 4 and dataset.augment is data.augment
     item = dataset[0]
     assert item["image"].shape == (3, 16, 16) and item["label"].shape == (16, 16)
     assert item["has_label"].item() is True
     with pytest.raises(ValueError, match="unknown split 'val'"):
         load_domain(domain, data, split="val")
+
+
+def test_a_domain_too_small_for_a_validation_part_names_the_key(tmp_path):
+    for index in range(2):
+        write_subject(tmp_path, f"case{index}", seed=index)
+    data = DataConfig(image_size=16, validation_fraction=0.1, labels=LABELS)
+    with pytest.raises(ConfigError, match=r"^data\.validation_fraction: the CT domain's 2 subjects cannot be split"):
+        load_domain(folder_domain(tmp_path), data, split="train")
+    data.validation_fraction = 0.0
+    assert len(load_domain(folder_domain(tmp_path), data, split="train")) == 1
 
 
 def test_unlabelled_domains_ignore_label_files_and_labelled_ones_need_them(tmp_path):

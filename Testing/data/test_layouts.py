@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from sasan.data.io import write_volume
-from sasan.data.layouts import BRATS_LABELS, MMWHS_LABELS, LayoutError, Subject, find_subjects, split_subjects
+from sasan.data.layouts import (
+    BRATS_LABELS,
+    MMWHS_LABELS,
+    LayoutError,
+    SplitError,
+    Subject,
+    find_subjects,
+    split_subjects,
+)
 from sasan.data.volume import Volume
 
 
@@ -125,21 +133,45 @@ def subjects(count: int) -> list[Subject]:
 
 def test_split_is_subject_level_stable_and_about_80_20():
     everyone = subjects(10)
-    train, test = split_subjects(everyone, 0.2, seed=0)
-    assert (len(train), len(test)) == (8, 2)
-    assert {s.id for s in train}.isdisjoint({s.id for s in test})
-    assert {s.id for s in train} | {s.id for s in test} == {s.id for s in everyone}
+    split = split_subjects(everyone, 0.2, seed=0)
+    assert (len(split.train), len(split.validation), len(split.test)) == (8, 0, 2)
+    assert {s.id for s in split.train}.isdisjoint({s.id for s in split.test})
+    assert {s.id for s in split.train} | {s.id for s in split.test} == {s.id for s in everyone}
     shuffled = everyone[:]
     random.Random(5).shuffle(shuffled)
-    assert split_subjects(shuffled, 0.2, seed=0) == (train, test)
-    assert len({tuple(s.id for s in split_subjects(everyone, 0.2, seed)[1]) for seed in range(5)}) > 1
+    assert split_subjects(shuffled, 0.2, seed=0) == split
+    assert len({tuple(s.id for s in split_subjects(everyone, 0.2, seed).test) for seed in range(5)}) > 1
+
+
+def test_three_way_split_is_disjoint_and_leaves_the_test_subjects_where_they_were():
+    everyone = subjects(20)
+    two_way = split_subjects(everyone, 0.2, seed=3)
+    three_way = split_subjects(everyone, 0.2, seed=3, validation_fraction=0.15)
+    assert (len(three_way.train), len(three_way.validation), len(three_way.test)) == (13, 3, 4)
+    parts = [{s.id for s in part} for part in (three_way.train, three_way.validation, three_way.test)]
+    assert parts[0].isdisjoint(parts[1]) and parts[0].isdisjoint(parts[2]) and parts[1].isdisjoint(parts[2])
+    assert set().union(*parts) == {s.id for s in everyone}
+    assert three_way.test == two_way.test                                   # validation never moves a test subject
+    assert {s.id for s in three_way.validation} < {s.id for s in two_way.train}
+    assert three_way.train == sorted(three_way.train, key=lambda s: s.id)
+    shuffled = everyone[::-1]
+    assert split_subjects(shuffled, 0.2, seed=3, validation_fraction=0.15) == three_way
 
 
 def test_split_keeps_one_subject_on_each_side_when_possible():
-    assert [len(part) for part in split_subjects(subjects(2), 0.2, 0)] == [1, 1]
-    assert [len(part) for part in split_subjects(subjects(3), 0.9, 0)] == [1, 2]
-    assert [len(part) for part in split_subjects(subjects(1), 0.2, 0)] == [1, 0]
+    def sizes(*args, **kwargs):
+        split = split_subjects(*args, **kwargs)
+        return [len(split.train), len(split.validation), len(split.test)]
+
+    assert sizes(subjects(2), 0.2, 0) == [1, 0, 1]
+    assert sizes(subjects(3), 0.9, 0) == [1, 0, 2]
+    assert sizes(subjects(1), 0.2, 0, validation_fraction=0.5) == [1, 0, 0]
+    assert sizes(subjects(3), 0.2, 0, validation_fraction=0.05) == [1, 1, 1]   # at least one when asked
+    with pytest.raises(SplitError, match="2 subjects cannot be split three ways"):
+        split_subjects(subjects(2), 0.2, 0, validation_fraction=0.1)
     with pytest.raises(ValueError, match="between 0 and 1"):
         split_subjects(subjects(4), 1.0, 0)
+    with pytest.raises(ValueError, match="validation fraction"):
+        split_subjects(subjects(4), 0.5, 0, validation_fraction=0.5)
     with pytest.raises(ValueError, match="unique"):
         split_subjects(subjects(2) + subjects(1), 0.5, 0)

@@ -21,6 +21,8 @@ PRESETS = sorted((Path(__file__).parents[2] / "Resources" / "configs").glob("*.y
     ({"data": {"labels": [{"name": "a"}]}}, r"^data\.labels\[0\]\.value: missing \(expected an integer\)"),
     ({"data": {"image_size": 100}}, r"^data\.image_size: expected a multiple of 16"),
     ({"data": {"context": 2}}, r"^data\.context: expected an odd number"),
+    ({"data": {"validation_fraction": -0.1}}, r"^data\.validation_fraction: expected a number in \[0, 1\)"),
+    ({"data": {"test_fraction": 0.5, "validation_fraction": 0.5}}, r"^data\.validation_fraction: expected"),
     ({"data": {"source": {"layout": "folder"}}}, r"^data\.source\.root: a 'folder' layout needs a data folder"),
     ({"data": {"segmenter_intensity_augment": {"gamma_range": [1.5, 0.7]}}},
      r"^data\.segmenter_intensity_augment: expected probabilities"),
@@ -29,6 +31,8 @@ PRESETS = sorted((Path(__file__).parents[2] / "Resources" / "configs").glob("*.y
     ({"data": {"source": {"phantom_subjects": "all"}}}, r"^data\.source\.phantom_subjects: expected an integer"),
     ({"training": {"pretrain_regularization_warmup": 1.5}},
      r"^training\.pretrain_regularization_warmup: expected a fraction"),
+    ({"model": {"attention": False}, "training": {"pretrain_attention_steps": 5}},
+     r"^training\.pretrain_attention_steps: there is no attention module"),
     ({"training": {"copy_pretrained_attention": True}},
      r"^training\.copy_pretrained_attention: needs attention pre-training"),
 ])

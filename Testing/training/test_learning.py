@@ -7,7 +7,7 @@ from sasan.demo import demo_configs, load_preset
 from sasan.training.trainer import Trainer
 from sasan.training.validation import held_out_slices, mean_dice
 
-from .tiny import tiny_config
+from .tiny import CYCLEGAN, tiny_config
 
 
 def phase_losses(trainer, key, steps):
@@ -37,7 +37,7 @@ def test_pretraining_gives_every_phantom_structure_a_map(tmp_path):
     config = demo_configs(load_preset(quick=False)[0], {"training": {"seed": 1, "steps": 1, "threads": 2}}).sasan
     trainer = Trainer(config, tmp_path)
     trainer.fit()
-    images, truth = held_out_slices(trainer.data.test["MR"], config.data.image_size, config.data.context, 64)
+    images, truth = held_out_slices(trainer.data.validation["MR"], config.data.image_size, config.data.context, 64)
     with torch.no_grad():
         predicted = trainer.nets.attention["MR"].eval()(images)[1].argmax(1)
     per_structure = [mean_dice((predicted == c).long(), (truth == c).long(), 2) for c in range(1, config.num_classes)]
@@ -71,7 +71,7 @@ def test_validation_scores_only_trained_networks(tmp_path):
 def test_segmenter_only_run_is_validated_on_the_target_modality(tmp_path):
     trainer = Trainer(tiny_config(training={"pretrain_attention_steps": 0, "steps": 0, "segmenter_steps": 120,
                                             "segmenter_lr": 0.01}, model={"segmenter_width": 8}), tmp_path)
-    images, truth = held_out_slices(trainer.data.test["MR"], 32, 3, 32)
+    images, truth = held_out_slices(trainer.data.validation["MR"], 32, 3, 32)
     before = trainer.validation_scores()
     phase_losses(trainer, "segmenter", 120)
     after = trainer.validation_scores()["val/dice_segmenter"]
@@ -90,3 +90,15 @@ def test_segmenter_learns_through_intensity_augmentation(tmp_path):
                                   data={"segmenter_intensity_augment": {"enabled": True}}), tmp_path)
     losses = phase_losses(trainer, "segmenter", 200)
     assert np.mean(losses[-20:]) < 0.85 * np.mean(losses[:20])
+
+
+def test_the_cyclegan_baseline_learns_to_cycle(tmp_path):
+    config = tiny_config(**CYCLEGAN, training={"pretrain_attention_steps": 0, "steps": 40, "segmenter_steps": 0,
+                                               "lr": 0.002})
+    trainer = Trainer(config, tmp_path)
+    assert len(trainer.nets.attention) == 0 and trainer.nets.segmentation_discriminator is None
+    terms = [trainer.train_step() for trainer.step in range(40)]
+    assert set(terms[0]) == {"adversarial", "cycle", "identity", "D_CT", "D_MR", "translator"}
+    cycle, identity = [t["cycle"] for t in terms], [t["identity"] for t in terms]
+    assert np.mean(cycle[-5:]) < 0.6 * np.mean(cycle[:5]), cycle          # L1 alone: no SSIM term to lean on
+    assert np.mean(identity[-5:]) < 0.6 * np.mean(identity[:5]), identity

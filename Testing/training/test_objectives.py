@@ -1,8 +1,10 @@
 """Which loss terms each set-up and ablation switch turns on, and that the terms are what they claim."""
+import math
 from typing import Optional
 
 import pytest
 import torch
+from torch import nn
 
 from sasan import losses
 from sasan.training.networks import SASANNetworks
@@ -63,8 +65,8 @@ def test_ablation_switches_remove_their_term(switch, missing):
     assert missing not in terms
 
 
-def test_cyclegan_style_baseline_has_no_attention_at_all():
-    config = tiny_config(model={"attention": False})
+def test_the_ablation_without_spade_has_no_attention_at_all():
+    config = tiny_config(model={"attention": False}, training={"pretrain_attention_steps": 0})
     nets = SASANNetworks(config)
     assert len(nets.attention) == 0 and nets.segmentation_discriminator is None
     _, terms, _ = translator_objective(nets, batches(), config)
@@ -156,3 +158,87 @@ def test_bad_pseudo_label_steps_are_refused(steps):
 def test_unknown_pseudo_label_source_is_refused():
     with pytest.raises(ValueError, match="pseudo_labels"):
         tiny_config(losses={"pseudo_labels": "teacher"})
+
+
+# --- the combined objectives, worked out by hand ------------------------------------------------------
+
+class ConstantAttention(nn.Module):
+    """Two attention maps of 0.5 everywhere and a two-class head whose class-1 probability is ``p`` everywhere."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.logit = math.log(p / (1 - p))
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        return torch.full((b, 2, h, w), 0.5), torch.stack([torch.zeros(b, h, w), torch.full((b, h, w), self.logit)], 1)
+
+
+class Unchanged(nn.Module):
+    """A generator that returns its input: every cycle and identity term is 0."""
+
+    def forward(self, x, maps=None):
+        return x
+
+
+class FirstChannel(nn.Module):
+    """A discriminator whose score map is one channel of its input (an image's first slice, a class's probability)."""
+
+    def __init__(self, channel: int = 0) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def forward(self, x):
+        return x[:, self.channel:self.channel + 1]
+
+
+def hand_worked_networks(pseudo_labels: str):
+    """Networks with known outputs: CT's head says class 1 with 0.75 everywhere, MR's with 0.25; the image
+    discriminators score a pixel by its value, the segmentation discriminator by its class-1 probability."""
+    config = tiny_config(data={"labels": [{"name": "structure", "value": 1}]},
+                         losses={"pseudo_labels": pseudo_labels, "adversarial": 1.0, "segmentation_adversarial": 1.0,
+                                 "cycle": 10.0, "identity": 2.5, "regularization": 0.1, "auxiliary": 0.5})
+    nets = SASANNetworks(config)
+    nets.attention = nn.ModuleDict({"CT": ConstantAttention(0.75), "MR": ConstantAttention(0.25)})
+    nets.generators = nn.ModuleDict({"CT_to_MR": Unchanged(), "MR_to_CT": Unchanged()})
+    nets.image_discriminators = nn.ModuleDict({"CT": FirstChannel(), "MR": FirstChannel()})
+    nets.segmentation_discriminator = FirstChannel(1)
+    mr_labels = torch.zeros(1, 16, 16, dtype=torch.long)
+    mr_labels[..., 8:] = 1                                          # half background, half the structure
+    batch = {"CT": {"image": torch.full((1, 3, 16, 16), 0.2), "label": -torch.ones(1, 16, 16, dtype=torch.long)},
+             "MR": {"image": torch.full((1, 3, 16, 16), -0.4), "label": mr_labels}}
+    return config, nets, batch
+
+
+@pytest.mark.parametrize("pseudo_labels, unlabelled_auxiliary", [
+    # "translation" (the paper): MR's head on CT translated to MR says background (0.75) -> CT's own head,
+    # class-1 probability 0.75 everywhere, pays -ln 0.25; no structure in the labels, so no Dice term.
+    ("translation", math.log(4)),
+    # "own": CT's head says the structure (0.75) -> MR's head on the translation (0.25) pays -ln 0.25
+    # plus a Dice loss of 1 - 2 * 0.25 / (0.25 + 1) = 0.6.
+    ("own", math.log(4) + 0.6),
+])
+def test_the_combined_objectives_match_a_hand_worked_step(pseudo_labels, unlabelled_auxiliary):
+    config, nets, batch = hand_worked_networks(pseudo_labels)
+    total, terms, outputs = translator_objective(nets, batch, config)
+    adversarial = (0.2 - 1) ** 2 + (-0.4 - 1) ** 2          # D_MR(fake MR = CT's 0.2), D_CT(fake CT = MR's -0.4)
+    regularization = 4 * math.sqrt(2)                        # two equal maps: ||[[1, 1], [1, 1]] - I||_F, 4 times
+    # MR's labels: its own head (class-1 probability 0.25): CE mean(-ln 0.75, -ln 0.25), Dice 2*0.125/0.75;
+    # CT's head on MR translated to CT (0.75): CE mean(-ln 0.25, -ln 0.75), Dice 2*0.375/1.25.
+    labelled_auxiliary = (math.log(4 / 3) + math.log(4)) / 2 + (1 - 1 / 3) + (math.log(4) + math.log(4 / 3)) / 2 + 0.4
+    auxiliary = labelled_auxiliary + unlabelled_auxiliary
+    # eq. (1), generator side: both fakes, A_CT(x_CT) (0.75) and A_MR(G(x_CT)) (0.25), summed
+    segmentation_adversarial = (0.75 - 1) ** 2 + (0.25 - 1) ** 2
+    assert terms == pytest.approx({"adversarial": adversarial, "cycle": 0.0, "identity": 0.0,
+                                   "regularization": regularization, "auxiliary": auxiliary,
+                                   "segmentation_adversarial": segmentation_adversarial}, abs=1e-5)
+    assert total.item() == pytest.approx(adversarial + 0.1 * regularization + 0.5 * auxiliary
+                                         + segmentation_adversarial, abs=1e-5)
+
+    d_total, d_terms = discriminator_objective(nets, batch, outputs, config)
+    # eq. (1), discriminator side: the real term (one-hot MR labels: class 1 on half the pixels) weighted 2
+    # against the two fakes' terms, summed: 0.5 * (2 * 0.5 + 0.75^2 + 0.25^2)
+    expected = {"D_CT": 0.5 * ((0.2 - 1) ** 2 + 0.4 ** 2), "D_MR": 0.5 * ((-0.4 - 1) ** 2 + 0.2 ** 2),
+                "D_segmentation": 0.5 * (2 * 0.5 + 0.75 ** 2 + 0.25 ** 2)}
+    assert d_terms == pytest.approx(expected, abs=1e-6)
+    assert d_total.item() == pytest.approx(sum(expected.values()), abs=1e-6)

@@ -12,7 +12,7 @@ import yaml
 from sasan.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from sasan.training.trainer import Trainer
 
-from .tiny import TINY_RUN, tiny_config
+from .tiny import CYCLEGAN, TINY_RUN, tiny_config
 
 
 def final_weights(run_dir):
@@ -25,13 +25,15 @@ def assert_same(a, b):
         assert torch.equal(a[key], b[key]), key
 
 
-def test_resume_in_process_matches_uninterrupted_run(tmp_path):
-    Trainer(tiny_config(), tmp_path / "straight").fit()
+@pytest.mark.parametrize("sections", [{}, {**CYCLEGAN, "training": {"pretrain_attention_steps": 0}}],
+                         ids=["sasan", "cyclegan"])
+def test_resume_in_process_matches_uninterrupted_run(tmp_path, sections):
+    Trainer(tiny_config(**sections), tmp_path / "straight").fit()
     # Stop after the first checkpoint (step 2, inside the adversarial phase), then resume to the end.
-    interrupted = Trainer(tiny_config(), tmp_path / "resumed")
+    interrupted = Trainer(tiny_config(**sections), tmp_path / "resumed")
     interrupted.total_steps = 4
     interrupted.fit()
-    resumed = Trainer(tiny_config(), tmp_path / "resumed", resume=True)
+    resumed = Trainer(tiny_config(**sections), tmp_path / "resumed", resume=True)
     assert resumed.step == 4
     resumed.fit()
     assert_same(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))

@@ -12,7 +12,7 @@ TINY_RUN = {
                    "normalization": {"method": "window", "window": [-300.0, 500.0]}},
         "target": {"modality": "MR", "layout": "phantom", "labelled": True,
                    "normalization": {"method": "percentile", "percentiles": [0.5, 99.5]}},
-        "image_size": 32, "phantom_subjects": 3, "phantom_size": 32,
+        "image_size": 32, "phantom_subjects": 4, "phantom_size": 32,
         "labels": [{"name": l.name, "value": l.value, "color": list(l.color)} for l in LABELS],
     },
     "model": {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
@@ -23,6 +23,11 @@ TINY_RUN = {
                  "lr": 0.0002, "attention_lr": 0.001, "ema_decay": 0.5, "threads": 1, "deterministic": True,
                  "checkpoint_every": 2, "validate_every": 4, "log_every": 2, "image_every": 4},
 }
+
+# The CycleGAN baseline at the tiny size: ResNet generators, L1 cycle, CycleGAN's identity weight, no attention.
+CYCLEGAN = {"model": {"generator": "resnet", "attention": False, "resnet_width": 4, "resnet_blocks": 2},
+            "losses": {"cycle_ssim": False, "identity": 5.0, "use_auxiliary": False, "use_regularization": False,
+                       "use_segmentation_discriminator": False}}
 
 
 def tiny_config(**sections):

@@ -10,18 +10,18 @@ from typing import Optional
 import numpy as np
 
 from sasan.atomic import staged_folder
-from sasan.config import CropConfig, DataConfig, DomainConfig, LabelSpec, NormalizationConfig
+from sasan.config import ConfigError, CropConfig, DataConfig, DomainConfig, LabelSpec, NormalizationConfig
 from sasan.data.crop import crop_region, crop_volume
 from sasan.data.geometry import slicing_axis, to_slice_stack
 from sasan.data.io import check_finite, read_labels, read_volume
-from sasan.data.layouts import Subject, find_subjects, split_subjects
+from sasan.data.layouts import SplitError, Subject, find_subjects, split_subjects
 from sasan.data.preprocess import IntensityMap, fit_intensity_map, normalize
 from sasan.data.slices import SliceDataset
 from sasan.data.volume import Volume
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test", "all")
+SPLITS = ("train", "validation", "test", "all")
 
 
 @dataclass
@@ -66,7 +66,9 @@ def prepare_volume(
 
 def load_domain(domain: DomainConfig, data: DataConfig, *, split: str = "train",
                 cropped: bool = True) -> list[PreparedVolume]:
-    """Find, split and prepare the subjects of one domain (``split``: "train", "test" or "all").
+    """Find, split and prepare the subjects of one domain (``split``: "train", "validation", "test" or "all").
+
+    Training reads "train" and "validation" only; "test" is for the final scoring (``sasan.protocol``).
 
     ``cropped``: apply the domain's crop (training); evaluation takes whole volumes (``cropped=False``)
     and lets each method crop as its model does.
@@ -85,8 +87,12 @@ def load_domain(domain: DomainConfig, data: DataConfig, *, split: str = "train",
         subjects = find_subjects(domain.layout, Path(domain.root), domain.modality,
                                  brats_sequence=domain.brats_sequence)
     if split != "all":
-        train, test = split_subjects(subjects, data.test_fraction, data.split_seed)
-        subjects = train if split == "train" else test
+        try:
+            parts = split_subjects(subjects, data.test_fraction, data.split_seed, data.validation_fraction)
+        except SplitError as error:
+            raise ConfigError(f"data.validation_fraction: the {domain.modality} domain's {error}; lower it, or "
+                              "set it to 0 to train without validation subjects") from None
+        subjects = getattr(parts, split)
     # Label files are read whenever they exist: held-out labels score every domain. Training strips
     # them from a domain marked unlabelled (``training.run_data``), so they never leak into learning.
     labels = data.labels

@@ -44,6 +44,10 @@ class LayoutError(ValueError):
     """A dataset folder does not match the layout it was declared to have."""
 
 
+class SplitError(ValueError):
+    """A domain has too few subjects for the validation part it is asked for."""
+
+
 @dataclass
 class Subject:
     """One volume of a dataset: its image, its label file if any, and a co-registered partner image."""
@@ -95,27 +99,54 @@ def find_subjects(
     return sorted(subjects, key=lambda s: s.id)
 
 
-def split_subjects(subjects: list[Subject], test_fraction: float, seed: int) -> tuple[list[Subject], list[Subject]]:
-    """Subject-level train/test split, the same for the same ids and seed whatever the list order.
+@dataclass
+class SubjectSplit:
+    """The three disjoint parts of a domain's subjects, each sorted by id: ``train`` (learning),
+    ``validation`` (every choice: periodic validation, model selection, tuning) and ``test`` (scored
+    once, at the end)."""
 
-    Subjects are ranked by a seeded hash of their id and the first ``round(n * test_fraction)`` go to
-    test (at least one in each part when there are two or more), so domains with the same subject
-    ids (paired data) get the same split.
+    train: list[Subject]
+    validation: list[Subject]
+    test: list[Subject]
+
+
+def split_subjects(subjects: list[Subject], test_fraction: float, seed: int,
+                   validation_fraction: float = 0.0) -> SubjectSplit:
+    """Subject-level train / validation / test split, the same for the same ids and seed whatever the list order.
+
+    Subjects are ranked by a seeded hash of their id: the first ``round(n * test_fraction)`` go to test
+    (at least one, and at least one left for training, when there are two or more), the next
+    ``round(n * validation_fraction)`` to validation (at least one when the fraction is above 0), the rest
+    to training. Domains with the same subject ids (paired data) get the same split, and a validation part
+    never moves a test subject: the test set is the one a two-way split of the same seed gives. One
+    subject goes to training alone (with a warning); a validation part that would leave no training
+    subject is refused.
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"the test fraction must be between 0 and 1; got {test_fraction}")
+    if not 0.0 <= validation_fraction < 1.0 or test_fraction + validation_fraction >= 1.0:
+        raise ValueError(f"the validation fraction must be in [0, 1) and leave training subjects beside the test "
+                         f"fraction {test_fraction}; got {validation_fraction}")
     ids = [s.id for s in subjects]
     if len(set(ids)) != len(ids):
         raise ValueError(f"subject ids must be unique; duplicates: {sorted({i for i in ids if ids.count(i) > 1})}")
     if len(subjects) < 2:
-        log.warning("only %d subject(s): all go to training, none to test", len(subjects))
-        return list(subjects), []
+        log.warning("only %d subject(s): all go to training, none to validation or test", len(subjects))
+        return SubjectSplit(list(subjects), [], [])
     ranked = sorted(subjects, key=lambda s: hashlib.sha256(f"{seed}:{s.id}".encode()).hexdigest())
-    count = min(max(round(len(subjects) * test_fraction), 1), len(subjects) - 1)
-    test_ids = {s.id for s in ranked[:count]}
-    train = sorted((s for s in subjects if s.id not in test_ids), key=lambda s: s.id)
-    test = sorted((s for s in subjects if s.id in test_ids), key=lambda s: s.id)
-    return train, test
+    tests = min(max(round(len(subjects) * test_fraction), 1), len(subjects) - 1)
+    validations = max(round(len(subjects) * validation_fraction), 1) if validation_fraction > 0 else 0
+    if len(subjects) - tests - validations < 1:
+        raise SplitError(f"{len(subjects)} subjects cannot be split three ways ({tests} test, {validations} "
+                         "validation, none left to train)")
+    test_ids = {s.id for s in ranked[:tests]}
+    validation_ids = {s.id for s in ranked[tests:tests + validations]}
+
+    def part(selected) -> list[Subject]:
+        return sorted((s for s in subjects if selected(s.id)), key=lambda s: s.id)
+
+    return SubjectSplit(part(lambda i: i not in test_ids and i not in validation_ids),
+                        part(validation_ids.__contains__), part(test_ids.__contains__))
 
 
 def _folder_subjects(root: Path, modality: str) -> list[Subject]:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from ..config import ModelConfig
 from .attention import AttentionModule
+from .cyclegan import ResnetGenerator
 from .discriminators import PatchDiscriminator
 from .generator import Generator
 from .unet import UNet
 
 __all__ = [
-    "AttentionModule", "Generator", "PatchDiscriminator", "UNet",
+    "AttentionModule", "Generator", "PatchDiscriminator", "ResnetGenerator", "UNet",
     "build_attention", "build_generator", "build_image_discriminator",
     "build_segmentation_discriminator", "build_segmenter",
 ]
@@ -19,8 +20,10 @@ def build_attention(model: ModelConfig, context: int, num_classes: int) -> Atten
     return AttentionModule(context, model.num_maps, num_classes, model.attention_widths, model.seg_head_scale)
 
 
-def build_generator(model: ModelConfig, context: int) -> Generator:
-    """Generator translating a ``context``-slice stack into a stack of the same size."""
+def build_generator(model: ModelConfig, context: int) -> Generator | ResnetGenerator:
+    """Generator translating a ``context``-slice stack into a stack of the same size (``model.generator``)."""
+    if model.generator == "resnet":
+        return ResnetGenerator(context, context, model.resnet_width, model.resnet_blocks)
     return Generator(context, context, model.num_maps if model.attention else 0, model.encoder_widths,
                      model.decoder_widths, model.head_width, model.spade_hidden)
 

@@ -4,8 +4,8 @@ A translator is a dict of networks under the names a model file stores them by (
 and the networks the detached U-Net borrows from another model): ``attention.<MOD>`` reads images of
 modality MOD (real or translated into MOD) and gives the maps for the generators out of MOD and a
 segmentation of MOD; ``generator.<SRC>_to_<TGT>`` translates SRC into TGT. Attention-free models (the
-CycleGAN-style baseline) have no attention modules. The target's detached U-Net is ``segmenter.<MOD>``.
-This module is the one place that spells these names and the translation step.
+CycleGAN baseline and the SASAN-without-SPADE ablation) have no attention modules. The target's detached
+U-Net is ``segmenter.<MOD>``. This module is the one place that spells these names and the translation step.
 """
 from __future__ import annotations
 

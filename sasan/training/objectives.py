@@ -74,7 +74,8 @@ def translator_objective(nets: SASANNetworks, batches: dict[str, dict], config: 
         terms: dict[str, torch.Tensor] = {}
         terms["adversarial"] = sum(losses.lsgan_generator_loss(f(nets.image_discriminators[m](out.fakes[m])))
                                    for m in (a, b))
-        terms["cycle"] = sum(losses.cycle_consistency_loss(f(out.reconstructions[m]), x[m]) for m in (a, b))
+        terms["cycle"] = sum(losses.cycle_consistency_loss(f(out.reconstructions[m]), x[m], w.cycle_ssim)
+                             for m in (a, b))
         if identity:
             terms["identity"] = sum(losses.identity_loss(f(identity[m]), x[m]) for m in (a, b))
         if setup == "paired":
@@ -101,10 +102,10 @@ def translator_objective(nets: SASANNetworks, batches: dict[str, dict], config: 
                     terms["auxiliary"] = sum(aux)
             unlabelled = [m for m in (a, b) if truth[m] is None] or [a, b]
             out.predictions = [seg_real[m] for m in unlabelled] + [seg_fake[other[m]] for m in unlabelled]
-            if nets.segmentation_discriminator is not None:
+            if nets.segmentation_discriminator is not None:  # eq. (1): one term per fake, summed
                 terms["segmentation_adversarial"] = sum(
                     losses.lsgan_generator_loss(f(nets.segmentation_discriminator(torch.softmax(f(p), 1))))
-                    for p in out.predictions) / len(out.predictions)
+                    for p in out.predictions)
     weights = {"adversarial": w.adversarial, "cycle": w.cycle, "identity": w.identity, "voxel": w.voxel,
                "regularization": w.regularization, "auxiliary": w.auxiliary,
                "segmentation_adversarial": w.segmentation_adversarial}
@@ -123,17 +124,26 @@ def real_segmentation(batches: dict[str, dict], num_classes: int) -> Optional[to
 
 def discriminator_objective(nets: SASANNetworks, batches: dict[str, dict], out: Outputs,
                             config: RunConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """LSGAN losses of the image discriminators and of the segmentation discriminator (real term x2)."""
+    """LSGAN losses of the image discriminators and of the segmentation discriminator.
+
+    The segmentation GAN follows the weighting of the paper's eq. (1): each fake segmentation's term counts
+    once and the real term is weighted by their number (2 where one domain is unlabelled: eq. (1)'s factor
+    2), so real and fake weigh the same. Its fakes are ``Outputs.predictions``: the unlabelled domain's head
+    on its real images, A_Y(y), and the labelled domain's head on their translations, A_X(G_X(y)) (the
+    paper's prose and the authors' code). Eq. (1) as printed has A_Y(G_Y(x)) as the second fake, the
+    unlabelled head on *labelled* images translated, whose true segmentation the auxiliary loss already
+    gives it; we follow the prose.
+    """
     terms = {}
     for m, disc in nets.image_discriminators.items():
         terms[f"D_{m}"] = losses.lsgan_discriminator_loss(
             disc(batches[m]["image"]).float(), disc(out.fakes[m].detach().float()).float())
     real = real_segmentation(batches, config.num_classes)
     if nets.segmentation_discriminator is not None and real is not None and out.predictions:
-        fake = torch.cat([torch.softmax(p.detach().float(), 1) for p in out.predictions])
+        fakes = [nets.segmentation_discriminator(torch.softmax(p.detach().float(), 1)).float()
+                 for p in out.predictions]
         terms["D_segmentation"] = losses.lsgan_discriminator_loss(
-            nets.segmentation_discriminator(real).float(), nets.segmentation_discriminator(fake).float(),
-            real_weight=2.0)
+            nets.segmentation_discriminator(real).float(), fakes, real_weight=float(len(fakes)))
     total = sum(terms.values())
     return total, {name: float(value.detach()) for name, value in terms.items()}
 

@@ -25,13 +25,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunData:
     train: dict[str, SliceDataset]               # modality -> training slices
-    test: dict[str, list[PreparedVolume]]        # modality -> held-out volumes (labels kept for scoring)
+    validation: dict[str, list[PreparedVolume]]  # modality -> validation volumes (labels kept for scoring)
     intensity: dict[str, dict]                   # modality -> {"config": ..., "reference": ...}
 
 
 def prepare_run_data(config: RunConfig) -> RunData:
-    """Load both domains, split by subject, and build augmented 2.5D slice datasets."""
-    train, test, intensity = {}, {}, {}
+    """Load both domains, split by subject, and build augmented 2.5D slice datasets.
+
+    Reads the training and validation subjects only: the test subjects are left to the final scoring.
+    """
+    train, validation, intensity = {}, {}, {}
     loaded = {}
     for domain in (config.data.source, config.data.target):
         volumes = load_domain(domain, config.data, split="train")
@@ -45,20 +48,20 @@ def prepare_run_data(config: RunConfig) -> RunData:
         if not domain.labelled:  # the labels of an unlabelled domain stay unseen by training
             volumes = [PreparedVolume(v.subject, v.volume, v.axis, v.stack, None, v.intensity) for v in volumes]
         train[domain.modality] = build_slice_dataset(volumes, config.data, augment=True, seed=config.training.seed)
-        test[domain.modality] = load_domain(domain, config.data, split="test")
+        validation[domain.modality] = load_domain(domain, config.data, split="validation")
         intensity[domain.modality] = {
             "config": {"method": domain.normalization.method, "percentiles": domain.normalization.percentiles,
                        "window": domain.normalization.window},
             "reference": average_intensity_map([v.intensity for v in volumes]).to_dict(),
             "crop": crop_to_dict(domain.crop),
         }
-        log.info("%s: %d training volumes (%d slices), %d held out", domain.modality, len(volumes),
-                 len(train[domain.modality]), len(test[domain.modality]))
+        log.info("%s: %d training volumes (%d slices), %d for validation", domain.modality, len(volumes),
+                 len(train[domain.modality]), len(validation[domain.modality]))
     if config.training.setup == "paired":
         sizes = {m: len(d) for m, d in train.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"the paired set-up needs co-registered pairs with equal slice counts; got {sizes}")
-    return RunData(train, test, intensity)
+    return RunData(train, validation, intensity)
 
 
 def _require_pairs(volumes: dict[str, list[PreparedVolume]]) -> None:

@@ -246,18 +246,18 @@ class Trainer:
     def validation_scores(self, limit_slices: int = 32) -> dict[str, float]:
         """``validation_dice`` with the networks that have trained by this step.
 
-        With a translator: the translated held-out source slices (EMA weights when averaged) once the
-        adversarial phase has begun, segmented by the target attention head, and by the segmenter in its
-        phase. A segmenter-only run (no adversarial steps): the segmenter on the target modality's own
-        held-out slices. Before that (attention pre-training) nothing: a randomly initialised generator's
-        translations would only log noise.
+        Scored on validation subjects only, never on test subjects. With a translator: the translated source
+        slices (EMA weights when averaged) once the adversarial phase has begun, segmented by the target
+        attention head, and by the segmenter in its phase. A segmenter-only run (no adversarial steps): the
+        segmenter on the target modality's own validation slices. Before that (attention pre-training)
+        nothing: a randomly initialised generator's translations would only log noise.
         """
         pretrain, adversarial, _ = self.phases
         data = self.config.data
         source, target = data.source.modality, data.target.modality
         translator = self.translator() if adversarial and self.step > pretrain else None
         segmenter = self.nets.segmenter if self.step > pretrain + adversarial else None
-        volumes = self.data.test.get(source if translator is not None else target, [])
+        volumes = self.data.validation.get(source if translator is not None else target, [])
         return validation_dice(volumes, translator, segmenter, source=source, target=target,
                                image_size=data.image_size, context=data.context, num_classes=self.config.num_classes,
                                device=self.device, limit_slices=limit_slices)

@@ -1,4 +1,4 @@
-"""The periodic validation pass: translate held-out source slices and score their segmentation."""
+"""The periodic validation pass: translate validation subjects' source slices and score their segmentation."""
 from __future__ import annotations
 
 import contextlib

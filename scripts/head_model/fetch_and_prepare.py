@@ -109,7 +109,8 @@ def check_split(out: Path) -> None:
     """The trainer's subject split must hold out exactly the held-out slab (config data.split_seed)."""
     from sasan.data.layouts import find_subjects, split_subjects
 
-    train, test = split_subjects(find_subjects("folder", out / "CT", "CT"), 0.2, SPLIT_SEED)
+    split = split_subjects(find_subjects("folder", out / "CT", "CT"), 0.2, SPLIT_SEED)
+    train, test = split.train, split.test
     if [s.id for s in test] != ["cranium_heldout"] or [s.id for s in train] != ["cranium_train"]:
         raise RuntimeError(f"split seed {SPLIT_SEED} does not hold out cranium_heldout: test {[s.id for s in test]}")
 

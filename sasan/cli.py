@@ -18,6 +18,7 @@ from .progress import PROGRESS_PREFIX, Progress
 log = logging.getLogger("sasan")
 
 USAGE_ERROR = 2
+COMMAND_PLUGINS = "sasan.commands"
 INTERRUPTED = 130
 
 
@@ -194,10 +195,14 @@ def _phantom(args: argparse.Namespace) -> int:
     return 0
 
 
-def _web(args: argparse.Namespace) -> int:
-    from sasan_web.server import serve  # the web front (SASANWeb/, extra 'web'): trame-slicer, never the engine's
+def _add_plugin_commands(commands) -> None:
+    """Subcommands of fronts installed beside the engine (``sasan web`` from SASANWeb/), declared as entry points
+    of the group ``COMMAND_PLUGINS``: the engine never imports a front."""
+    from importlib.metadata import entry_points
 
-    return serve(args.host, args.port, args.data, args.models, args.token, args.max_upload_mb)
+    found = entry_points()
+    for entry in found.select(group=COMMAND_PLUGINS) if hasattr(found, "select") else found.get(COMMAND_PLUGINS, []):
+        entry.load()(commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,14 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--overwrite", action="store_true", help="replace the phantom's files in an existing folder")
     phantom.set_defaults(handler=_phantom)
 
-    web = commands.add_parser("web", help="serve the Slicer module's workflow to a browser (pip install -e '.[web]')")
-    web.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    web.add_argument("--port", type=int, default=8080)
-    web.add_argument("--data", help="folder whose volumes the page may open")
-    web.add_argument("--models", help="folder whose model files the page may use")
-    web.add_argument("--token", help="the token a browser must present (default: $SASAN_WEB_TOKEN or a new one)")
-    web.add_argument("--max-upload-mb", type=float, default=1024, help="largest upload accepted (default: 1024)")
-    web.set_defaults(handler=_web)
+    _add_plugin_commands(commands)
     return parser
 
 

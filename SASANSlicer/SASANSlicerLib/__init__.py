@@ -5,7 +5,8 @@ Nothing in this package imports Qt or needs ``slicer.app``, so it runs (and is t
 console); other submodules are imported explicitly by their users.  Slicer imports this package while
 it starts, before the engine or torch may be importable, so only standard-library code is imported here.
 """
-from .logic import TranslationLogic, TranslationNodes
+from .logic import TranslationLogic
+from .outcome import TranslationNodes
 from .progress import CancelToken, RunCancelled
 
 __all__ = ["CancelToken", "RunCancelled", "TranslationLogic", "TranslationNodes"]

@@ -13,11 +13,11 @@ imports this while it starts, possibly before the engine's packages are installe
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from . import environment
+from .outcome import TranslationNodes
 from .progress import as_cancel_check
 
 if TYPE_CHECKING:  # imports the engine
@@ -25,38 +25,6 @@ if TYPE_CHECKING:  # imports the engine
 
 POLL_INTERVAL_S = 0.05
 MODULE_DIR = Path(__file__).resolve().parent.parent  # SASANSlicer/ (source tree) or the scripted-modules folder
-
-
-@dataclass
-class TranslationNodes:
-    """What one run added to the scene (and how it went).
-
-    ``volumeNode``: the translated volume (new, or the given output volume, updated).
-    ``segmentationNode``: one named, coloured segment per structure of the model card (None without).
-    ``attentionNodes``: the K attention maps as scalar volumes with a heat colour table ([] without);
-    ``attentionOverviewNode``: a label volume naming the strongest map per voxel.
-    ``device``: where the run finished; ``notes``: what the engine had to change on the way (a GPU out of
-    memory: the move to the CPU), for the user; ``seconds``: the run's wall time.
-    """
-
-    volumeNode: object
-    segmentationNode: Optional[object] = None
-    attentionNodes: list = field(default_factory=list)
-    attentionOverviewNode: Optional[object] = None
-    device: str = ""
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        """One status line: ``"Done in 12 s on cpu: 'CT (translated to MR)', 'CT segmentation', 8 attention
-        maps."``, followed by the engine's notes."""
-        outputs = [f"'{self.volumeNode.GetName()}'"]
-        if self.segmentationNode is not None:
-            outputs.append(f"'{self.segmentationNode.GetName()}'")
-        if self.attentionNodes:
-            outputs.append(f"{len(self.attentionNodes)} attention maps")
-        text = f"Done in {self.seconds:.0f} s on {self.device or 'an unknown device'}: {', '.join(outputs)}."
-        return " ".join([text, *(f"Note: {note}." for note in self.notes)])
 
 
 class TranslationLogic:

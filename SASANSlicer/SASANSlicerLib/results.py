@@ -8,7 +8,7 @@ from sasan.config import LabelSpec
 from sasan.data.volume import Volume
 
 from . import attention, attention_display, hierarchy
-from .logic import TranslationNodes
+from .outcome import TranslationNodes
 from .nodes import check_on_grid_of, node_from_volume, update_node_from_volume
 from .segmentation import segmentation_node_from_labels
 from .transaction import SceneTransaction

@@ -39,7 +39,7 @@ from sasan.data.volume import Volume
 from sasan.progress import parse_progress_line
 
 from . import environment
-from .logic import TranslationNodes
+from .outcome import TranslationNodes
 from .nodes import volume_from_node
 from .processes import end_process_tree, engine_environment, python_executable
 from .progress import RunCancelled, as_cancel_check

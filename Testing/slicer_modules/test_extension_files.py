@@ -209,7 +209,7 @@ STARTUP_FILES = [
     ROOT / "SASANSlicer" / "SASANSlicer.py", ROOT / "SASANTrainer" / "SASANTrainer.py",
     *[ROOT / "SASANSlicer" / "SASANSlicerLib" / f"{name}.py" for name in
       ("__init__", "environment", "logic", "model_files", "model_trust", "progress", "sample_data",
-       "attention_display", "hierarchy", "transaction", "dependencies", "processes")],
+       "attention_display", "hierarchy", "transaction", "dependencies", "processes", "outcome")],
     *sorted((ROOT / "SASANTrainer" / "SASANTrainerLib").glob("*.py")),
 ]
 ENGINE_ONLY_LIB_MODULES = {"nodes", "segmentation", "attention", "results", "translation_process"}

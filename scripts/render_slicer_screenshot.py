@@ -14,11 +14,9 @@ in its views through a displayable manager that needs a render window; here the 
 labelmap with the segments' colours, which the slice logic blends itself.  The two views and their captions
 are put side by side with matplotlib.
 
-The committed ``Resources/Screenshots/SASANSlicer.png`` came from ``--slice 0.316 --map 2`` with a small phantom
-model made on 2 CPU cores in about 12 minutes: ``sasan train`` on ``Resources/configs/phantom_tiny.yaml`` with
-steps 400, pretrain_attention_steps 80 and segmenter_steps 200; ``sasan train-segmenter`` on the same
-configuration with segmenter_steps 1500 and segmenter_lr 0.003 (the 200 joint steps left a U-Net that found
-nothing); ``sasan export RUN --segmenter-run SEGMENTER_RUN -o phantom_ct_mr.safetensors``.
+The committed ``Resources/Screenshots/SASANSlicer.png`` came from ``--model
+Resources/Models/phantom_ct_mr.safetensors --slice 0.316 --map 2`` (the shipped phantom model, rebuilt by
+``scripts/phantom_model.py``).
 """
 from __future__ import annotations
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "SASANSlicer"))
 
 import slicer  # noqa: E402
-import vtk  # noqa: E402
 from SASANSlicerLib.attention_display import show_attention  # noqa: E402
+from SASANSlicerLib.standalone import attach_module_logics, module_namespace  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
 
 logger = logging.getLogger("render_slicer_screenshot")
@@ -44,19 +43,9 @@ def scene_with_logics():
     """A scene as the Slicer application sets one up for these modules: volumes, segmentations, subject
     hierarchy and colour logics attached (``slicer.modules.<name>.logic()`` answers for the glue)."""
     scene = slicer.vtkMRMLScene()
-    logics = {"volumes": slicer.vtkSlicerVolumesLogic(), "segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
-              "subjecthierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(), "colors": slicer.vtkSlicerColorLogic()}
-    verbosity = vtk.vtkLogger.GetCurrentVerbosityCutoff()
-    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)  # colour files of the application are absent
-    try:
-        for logic in logics.values():
-            logic.SetMRMLScene(scene)
-        logics["colors"].AddDefaultColorNodes()
-    finally:
-        vtk.vtkLogger.SetStderrVerbosity(verbosity)
+    logics = attach_module_logics(scene)
     slicer.mrmlScene = scene
-    slicer.modules = types.SimpleNamespace(
-        **{name: types.SimpleNamespace(logic=(lambda logic=logic: logic)) for name, logic in logics.items()})
+    slicer.modules = module_namespace(logics)
     return scene
 
 

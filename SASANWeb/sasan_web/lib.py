@@ -43,18 +43,11 @@ def new_scene():
     Subject Hierarchy logics (for a scene without trame-slicer's ``SlicerApp``, as in the child process).
     Returns ``(scene, logics)``; keep ``logics`` alive as long as the scene."""
     import slicer
-    import vtk
+
+    ensure_slicer_lib()
+    from SASANSlicerLib.standalone import attach_module_logics
 
     scene = slicer.vtkMRMLScene()
-    logics = {"volumes": slicer.vtkSlicerVolumesLogic(), "segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
-              "subjecthierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(), "colors": slicer.vtkSlicerColorLogic()}
-    verbosity = vtk.vtkLogger.GetCurrentVerbosityCutoff()
-    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)  # no colour files without the application
-    try:
-        for logic in logics.values():
-            logic.SetMRMLScene(scene)
-        logics["colors"].AddDefaultColorNodes()
-    finally:
-        vtk.vtkLogger.SetStderrVerbosity(verbosity)
+    logics = attach_module_logics(scene)
     provide_module_logics(logics["segmentations"])
     return scene, logics

@@ -249,9 +249,9 @@ def test_the_calling_process_never_imports_torch(model_file, tmp_path):
         import math, sys, types
         sys.path[:0] = [{str(HERE)!r}, {str(ROOT / "SASANSlicer")!r}]
         import slicer
-        from conftest import _logics_for
+        from SASANSlicerLib.standalone import attach_module_logics
         scene = slicer.mrmlScene = slicer.vtkMRMLScene()
-        logics = _logics_for(scene)
+        logics = attach_module_logics(scene)
         slicer.modules = types.SimpleNamespace(**{{name: types.SimpleNamespace(logic=lambda l=logic: l)
                                                   for name, logic in logics.items()}})
         import numpy as np

@@ -1,8 +1,8 @@
 """The model file's tensors: round trip, validation against the card, and no unpickling ever."""
-import dataclasses
 import json
 import pickle
 
+import fixtures
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -10,17 +10,14 @@ from safetensors.torch import load_file, save_file
 from sasan import bundle
 from sasan.card import CARD_KEY, ModelCard, ModelFileError, read_card
 
-TINY = {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8], "decoder_widths": [8, 4, 4],
-        "head_width": 4, "spade_hidden": 4, "segmenter_width": 4, "segmenter_depth": 2}
 NORM = {"config": {"method": "window", "percentiles": [2.0, 98.0], "window": [-200.0, 400.0]},
         "reference": {"method": "window", "low": -200.0, "high": 400.0}}
 
 
 def tiny_card(**changes) -> ModelCard:
-    card = ModelCard(name="tiny", modalities=["CT", "MR"], directions=[["CT", "MR"], ["MR", "CT"]],
-                     architecture=dict(TINY), context=3, image_size=32, normalization={"CT": NORM, "MR": NORM},
-                     labels=[{"name": "heart", "value": 1, "color": [1.0, 0.0, 0.0]}], segmenters=["MR"])
-    return dataclasses.replace(card, **changes)
+    """The shared tiny card with one normalization (no mean, no std) for both and one structure."""
+    return fixtures.tiny_card(**{"normalization": {"CT": NORM, "MR": NORM},
+                                 "labels": [{"name": "heart", "value": 1, "color": [1.0, 0.0, 0.0]}], **changes})
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
 """The model card without torch: the header reader, validation, typed accessors, the one request check and
 the one summary."""
-import dataclasses
 import json
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import fixtures
 import pytest
 
 from sasan.card import (
@@ -27,10 +27,8 @@ BODY_BOX = {"method": "foreground", "threshold": None, "margin_mm": 10.0, "rows"
 
 def card(**changes) -> ModelCard:
     """A valid CT <-> MR card with an MR segmenter (no tensors needed here)."""
-    made = ModelCard(name="tiny", modalities=["CT", "MR"], directions=[["CT", "MR"], ["MR", "CT"]],
-                     architecture={"num_maps": 2}, context=3, image_size=32, normalization={"CT": NORM, "MR": NORM},
-                     labels=[{"name": "heart", "value": 1, "color": [1.0, 0.0, 0.0]}], segmenters=["MR"])
-    return dataclasses.replace(made, **changes)
+    return fixtures.tiny_card(**{"architecture": {"num_maps": 2}, "normalization": {"CT": NORM, "MR": NORM},
+                                 "labels": [{"name": "heart", "value": 1, "color": [1.0, 0.0, 0.0]}], **changes})
 
 
 def write_safetensors(path: Path, metadata=None) -> Path:

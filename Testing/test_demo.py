@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import yaml
+from fixtures import TINY_TRAINING_MODEL
 
 from sasan import bundle, cli
 from sasan.config import config_from_dict
@@ -21,10 +22,7 @@ from sasan.resources import preset_path
 STRUCTURES = ["LV myocardium", "LA blood", "LV blood", "ascending aorta"]
 FULL_ROWS = [row for row in ROW_ORDER if row != SASAN_SHORT_RUN]
 TINY = {"data": {"image_size": 32, "phantom_subjects": 4, "phantom_size": 32},
-        "model": {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
-                  "decoder_widths": [8, 8, 4], "head_width": 4, "spade_hidden": 4,
-                  "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
-                  "segmenter_width": 4, "segmenter_depth": 2, "resnet_width": 4, "resnet_blocks": 1},
+        "model": {**TINY_TRAINING_MODEL, "resnet_width": 4, "resnet_blocks": 1},
         "training": {"steps": 6, "pretrain_attention_steps": 3, "segmenter_steps": 8, "threads": 1,
                      "log_every": 2, "segmenter_with_translations": True,  # every row, "w/ aug." included
                      # the full preset's pre-training options, so every run the demo derives must accept them

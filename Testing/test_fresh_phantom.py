@@ -1,12 +1,9 @@
 """The benchmarks' table helpers: models named NAME=PATH, the unseen-phantom table, the summary over seeds."""
 import argparse
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from fresh_phantom import named_model  # noqa: E402
+from benchmarks.fresh_phantom import named_model
 
 
 def test_a_model_is_named_and_its_file_must_exist(tmp_path):
@@ -19,7 +16,7 @@ def test_a_model_is_named_and_its_file_must_exist(tmp_path):
 
 
 def test_the_unseen_table_has_a_column_per_phantom_and_their_mean():
-    from phantom_protocol import unseen_lines
+    from benchmarks.phantom_protocol import unseen_lines
 
     def row(name, seed, dice, plain=0.2, unet=0.9):
         return {"name": name, "phantom_seed": seed, "volumes": 12, "model_dice": dice,
@@ -37,7 +34,7 @@ def test_the_unseen_table_has_a_column_per_phantom_and_their_mean():
 
 
 def test_several_training_seeds_are_summarised_by_their_mean_and_spread():
-    from phantom_protocol import over_seeds
+    from benchmarks.phantom_protocol import over_seeds
 
     def summary(no_adaptation, sasan):
         return [{"method": "W/o adaptation", "structure": "mean", "dice_mean": no_adaptation},

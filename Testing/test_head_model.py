@@ -22,12 +22,11 @@ from sasan.data.io import read_volume
 from sasan.data.volume import Volume
 from sasan.inference import translate_volume
 from sasan.metrics import dice
+from scripts.head_model import head_labels
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "Resources" / "Models" / "head_ct_mr.safetensors"
 FETCH_SCRIPT = REPO.parent / "shared" / "data" / "fetch_real_data.sh"
-sys.path.insert(0, str(REPO / "scripts" / "head_model"))
-import head_labels  # noqa: E402
 
 # Axial slabs of the real CT (2.5D context comes from inside each crop). Slices 56..63 are training slices
 # (their CT images were seen, unlabelled: the model trains with MR labels only); 88..95 lie in the held-out

@@ -8,9 +8,11 @@ model's (random logits are near-ties everywhere and would make label agreement m
 import copy
 import dataclasses
 
+import fixtures
 import numpy as np
 import pytest
 import torch
+from fixtures import TINY_ARCHITECTURE, TINY_NORMALIZATION
 
 from sasan import bundle
 from sasan.bundle import SASANModel
@@ -36,20 +38,14 @@ from sasan.inference.prepared import PreparedNetworks
 from sasan.inference.slicewise import context_indices, segment_slices
 from sasan.inference.window import SliceWindow
 
-TINY = {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8], "decoder_widths": [8, 4, 4],
-        "head_width": 4, "spade_hidden": 4, "segmenter_width": 4, "segmenter_depth": 2}
-CT_NORM = {"config": {"method": "window", "percentiles": [2.0, 98.0], "window": [-200.0, 400.0]},
-           "reference": {"method": "window", "low": -200.0, "high": 400.0, "mean": 0.0, "std": 1.0}}
-MR_NORM = {"config": {"method": "percentile", "percentiles": [1.0, 99.0], "window": [0.0, 1.0]},
-           "reference": {"method": "percentile", "low": 10.0, "high": 900.0, "mean": 300.0, "std": 150.0}}
+TINY = TINY_ARCHITECTURE
+CT_NORM, MR_NORM = TINY_NORMALIZATION["CT"], TINY_NORMALIZATION["MR"]
 LABELS = [{"name": "liver", "value": 1, "color": [1.0, 0.0, 0.0]}, {"name": "spleen", "value": 2, "color": [0.0, 1.0, 0.0]}]
 
 
 def tiny_card(**changes) -> ModelCard:
-    card = ModelCard(name="tiny", modalities=["CT", "MR"], directions=[["CT", "MR"], ["MR", "CT"]],
-                     architecture=dict(TINY), context=3, image_size=32,
-                     normalization={"CT": CT_NORM, "MR": MR_NORM}, labels=LABELS, segmenters=["MR"])
-    return dataclasses.replace(card, **changes)
+    """The shared tiny card with this file's two structures."""
+    return fixtures.tiny_card(**{"labels": LABELS, **changes})
 
 
 def oblique_phantom() -> tuple[Volume, np.ndarray]:

@@ -5,6 +5,7 @@ import csv
 import numpy as np
 import pytest
 import yaml
+from fixtures import TINY_TRAINING_MODEL
 
 from sasan import bundle, cli
 from sasan.card import read_card
@@ -39,10 +40,7 @@ TINY = {"name": "protocol_tiny",
                  # both domains cropped to the body: training, the model card and evaluation must agree
                  "source": {"crop": {"method": "foreground", "margin_mm": 6.0}},
                  "target": {"crop": {"method": "foreground", "margin_mm": 6.0}}},
-        "model": {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
-                  "decoder_widths": [8, 8, 4], "head_width": 4, "spade_hidden": 4,
-                  "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
-                  "segmenter_width": 4, "segmenter_depth": 2},
+        "model": dict(TINY_TRAINING_MODEL),
         "training": {"steps": 4, "pretrain_attention_steps": 2, "segmenter_steps": 4, "threads": 1,
                      "log_every": 2}}
 STRUCTURES = [label.name for label in LABELS]

@@ -1,7 +1,7 @@
 """Watch the adversarial phase of the phantom preset from one shared attention pre-training.
 
-    .venv/bin/python benchmarks/adversarial_phase.py pretrain runs/adv/pre_seed2 --seed 2
-    .venv/bin/python benchmarks/adversarial_phase.py adversarial runs/adv/pre_seed2 runs/adv/own \\
+    .venv/bin/python -m benchmarks.adversarial_phase pretrain runs/adv/pre_seed2 --seed 2
+    .venv/bin/python -m benchmarks.adversarial_phase adversarial runs/adv/pre_seed2 runs/adv/own \\
         --set '{"losses": {"pseudo_labels": "own"}}'
 
 ``pretrain`` runs the attention pre-training of ``phantom_demo.yaml`` (with ``--seed``) and keeps its last
@@ -18,21 +18,18 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sasan.config import RunConfig  # noqa: E402
-from sasan.demo import demo_configs, load_preset, merge  # noqa: E402
-from sasan.models.translator import attention_name, direction_networks, translate  # noqa: E402
-from sasan.training.checkpoint import latest_checkpoint  # noqa: E402
-from sasan.training.run_folder import CHECKPOINT_DIR, read_run_config  # noqa: E402
-from sasan.training.trainer import Trainer  # noqa: E402
-from sasan.training.validation import class_dice, evaluation_mode, held_out_slices  # noqa: E402
+from sasan.config import RunConfig
+from sasan.demo import demo_configs, load_preset, merge
+from sasan.models.translator import attention_name, direction_networks, translate
+from sasan.training.checkpoint import latest_checkpoint
+from sasan.training.run_folder import CHECKPOINT_DIR, read_run_config
+from sasan.training.trainer import Trainer
+from sasan.training.validation import class_dice, evaluation_mode, held_out_slices
 
 log = logging.getLogger("benchmarks.adversarial_phase")
 

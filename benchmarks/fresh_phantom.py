@@ -1,6 +1,6 @@
 """Score finished phantom models on subjects that no run has seen: the phantom of another seed.
 
-    .venv/bin/python benchmarks/fresh_phantom.py runs/fresh \\
+    .venv/bin/python -m benchmarks.fresh_phantom runs/fresh \\
         --model seed0=runs/protocol/full/models/sasan_ct_to_mr.safetensors --model seed1=runs/variants/seed1/sasan.safetensors
 
 Before the demo split its subjects three ways, its held-out volumes (phantom seed 0, three CT subjects) were
@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from phantom_protocol import score_unseen  # noqa: E402  (benchmarks/phantom_protocol.py)
+from benchmarks.phantom_protocol import score_unseen
 
 
 def named_model(text: str) -> tuple[str, Path]:

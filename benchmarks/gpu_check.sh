@@ -27,7 +27,7 @@ fi
 "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv | tee "$RESULTS_DIR/nvidia-smi.csv"
 
-"$PY" benchmarks/inference.py --device cuda --slices 300 --in-plane 512 --batch-sweep 1,8,32,64 --repeats 10 \
+"$PY" -m benchmarks.inference --device cuda --slices 300 --in-plane 512 --batch-sweep 1,8,32,64 --repeats 10 \
     --compare-cpu 16 --threads "$(nproc)" --profile 2>&1 | tee "$RESULTS_DIR/benchmark.log"
 cp benchmarks/RESULTS.md "$RESULTS_DIR/RESULTS.md"
 

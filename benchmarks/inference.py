@@ -1,8 +1,8 @@
 """Inference speed, memory and agreement: the naive path against ours, on paper-size random weights.
 
-    .venv/bin/python benchmarks/inference.py                 # CPU, 300-slice 512² volume
-    .venv/bin/python benchmarks/inference.py --slices 40     # shorter whole-volume run
-    .venv/bin/python benchmarks/inference.py --device cuda   # on a GPU machine
+    .venv/bin/python -m benchmarks.inference                 # CPU, 300-slice 512² volume
+    .venv/bin/python -m benchmarks.inference --slices 40     # shorter whole-volume run
+    .venv/bin/python -m benchmarks.inference --device cuda   # on a GPU machine
 
 Naive path: the stock networks, eager fp32, one slice per batch, ``torch.no_grad``. Ours: the engine
 ``translate_volume`` uses (rewritten modules, bf16 where the hardware has it, channels-last). Per network
@@ -35,19 +35,17 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sasan import bundle  # noqa: E402
-from sasan.bundle import SASANModel  # noqa: E402
-from sasan.card import ModelCard  # noqa: E402
-from sasan.data.geometry import fit_to_square  # noqa: E402
-from sasan.data.preprocess import IntensityMap, normalize  # noqa: E402
-from sasan.data.slices import context_stack  # noqa: E402
-from sasan.data.volume import Volume  # noqa: E402
-from sasan.inference import translate_volume  # noqa: E402
-from sasan.inference.prepared import prepare_networks  # noqa: E402
-from sasan.models.translator import translate  # noqa: E402
-from sasan.runtime import default_batch_size, free_cpu_cores, precision_name, resolve_device, resolve_precision  # noqa: E402
+from sasan import bundle
+from sasan.bundle import SASANModel
+from sasan.card import ModelCard
+from sasan.data.geometry import fit_to_square
+from sasan.data.preprocess import IntensityMap, normalize
+from sasan.data.slices import context_stack
+from sasan.data.volume import Volume
+from sasan.inference import translate_volume
+from sasan.inference.prepared import prepare_networks
+from sasan.models.translator import translate
+from sasan.runtime import default_batch_size, free_cpu_cores, precision_name, resolve_device, resolve_precision
 
 log = logging.getLogger("benchmarks.inference")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

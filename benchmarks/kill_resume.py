@@ -1,7 +1,7 @@
 """Kill ``sasan train`` with SIGKILL at random moments, resume it each time, and compare with an unbroken run.
 
-    .venv/bin/python benchmarks/kill_resume.py                 # 20 kills; writes its section of RESULTS.md
-    .venv/bin/python benchmarks/kill_resume.py --kills 5 --no-write
+    .venv/bin/python -m benchmarks.kill_resume                 # 20 kills; writes its section of RESULTS.md
+    .venv/bin/python -m benchmarks.kill_resume --kills 5 --no-write
 
 A tiny deterministic run on the phantom (32², narrow networks, all three phases: attention pre-training,
 adversarial training, the U-Net; checkpoint every 2 steps) is trained once without interruption, then
@@ -37,12 +37,10 @@ from typing import Optional
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sasan.demo import merge  # noqa: E402
-from sasan.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint  # noqa: E402
-from sasan.training.run_folder import CHECKPOINT_DIR  # noqa: E402
-from Testing.training.tiny import TINY_RUN  # noqa: E402
+from sasan.demo import merge
+from sasan.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from sasan.training.run_folder import CHECKPOINT_DIR
+from Testing.training.tiny import TINY_RUN
 
 log = logging.getLogger("benchmarks.kill_resume")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -308,7 +306,7 @@ def report(experiment: Experiment, seed: int) -> str:
     lines = [
         SECTION, "",
         f"{when} · {platform.machine()}, {os.cpu_count()} cores · torch {torch.__version__} · "
-        f"`benchmarks/kill_resume.py --kills {len(kills)} --seed {seed}` · {experiment.seconds:.0f} s",
+        f"`python -m benchmarks.kill_resume --kills {len(kills)} --seed {seed}` · {experiment.seconds:.0f} s",
         "",
         f"A tiny deterministic phantom run of {experiment.total_steps} steps (attention pre-training, adversarial, "
         f"U-Net; a checkpoint every {experiment.checkpoint_every} steps), SIGKILLed {len(kills)} times at random "

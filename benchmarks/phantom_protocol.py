@@ -1,8 +1,8 @@
 """The demo's full protocol on the phantom, timed, with its table recorded in benchmarks/RESULTS.md.
 
-    .venv/bin/python benchmarks/phantom_protocol.py                   # full preset (phantom_demo.yaml)
-    .venv/bin/python benchmarks/phantom_protocol.py --quick           # the quick preset
-    .venv/bin/python benchmarks/phantom_protocol.py --seeds 0 1 2 --threads 1 --output runs/protocol
+    .venv/bin/python -m benchmarks.phantom_protocol                   # full preset (phantom_demo.yaml)
+    .venv/bin/python -m benchmarks.phantom_protocol --quick           # the quick preset
+    .venv/bin/python -m benchmarks.phantom_protocol --seeds 0 1 2 --threads 1 --output runs/protocol
 
 Runs ``sasan demo`` (MR U-Net, "W/o adaptation", "Histogram matching", "CycleGAN", "SASAN w/o SPADE
 (ablation)", SASAN, SASAN w/ aug.) once per training seed into ``--output`` (replacing the results of a
@@ -23,25 +23,21 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from inference import cpu_model_name, write_section  # noqa: E402  (benchmarks/inference.py)
-
-from sasan.baselines import UntranslatedSegmenter, no_adaptation  # noqa: E402
-from sasan.bundle import SASANModel  # noqa: E402
+from benchmarks.inference import cpu_model_name, write_section
+from sasan.baselines import UntranslatedSegmenter, no_adaptation
+from sasan.bundle import SASANModel
 from sasan.bundle import load as load_model
-from sasan.config import RunConfig  # noqa: E402
-from sasan.data.domains import load_domain  # noqa: E402
-from sasan.data.geometry import from_slice_stack  # noqa: E402
-from sasan.demo import demo_configs, load_preset, run_demo  # noqa: E402
-from sasan.demo_quick import SHIPPED_MODEL  # noqa: E402
-from sasan.demo_rows import (  # noqa: E402
+from sasan.config import RunConfig
+from sasan.data.domains import load_domain
+from sasan.data.geometry import from_slice_stack
+from sasan.demo import demo_configs, load_preset, run_demo
+from sasan.demo_quick import SHIPPED_MODEL
+from sasan.demo_rows import (
     CYCLEGAN,
     NO_ADAPTATION,
     ROW_ORDER,
@@ -50,10 +46,10 @@ from sasan.demo_rows import (  # noqa: E402
     SASAN_SHORT_RUN,
     SASAN_WITHOUT_SPADE,
 )
-from sasan.metrics import segmentation_scores  # noqa: E402
-from sasan.protocol import HeldOutVolume, held_out_volumes, run_methods, translation_method  # noqa: E402
-from sasan.reports import MEAN_STRUCTURE, markdown_table, summarize  # noqa: E402
-from sasan.resources import model_path  # noqa: E402
+from sasan.metrics import segmentation_scores
+from sasan.protocol import HeldOutVolume, held_out_volumes, run_methods, translation_method
+from sasan.reports import MEAN_STRUCTURE, markdown_table, summarize
+from sasan.resources import model_path
 
 log = logging.getLogger("benchmarks.phantom_protocol")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -190,7 +186,7 @@ def section(mode: str, summary: list[dict], ceiling: float, started: datetime.da
              + (" (shared, busy machine: the wall time is stretched by other jobs; the CPU time is this run's)"
                 if busy else ""), "",
              f"Wall time {wall / 60:.1f} min; CPU time of this process {cpu / 60:.1f} min. "
-             f"Command: `python benchmarks/phantom_protocol.py{' --quick' if mode == 'quick' else ''}"
+             f"Command: `python -m benchmarks.phantom_protocol{' --quick' if mode == 'quick' else ''}"
              f"{f' --threads {threads}' if threads else ''}{f' --seeds {seed}' if seed is not None else ''}` "
              f"(runs `sasan demo`; outputs in `{output}`).", "",
              "The phantom's test subjects (CT), scored once at the end; Dice and ASSD (mm) mean ± std over volumes; "

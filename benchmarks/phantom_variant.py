@@ -1,8 +1,8 @@
 """One SASAN variant of the full phantom preset, trained within a time budget and scored on validation CT.
 
-    .venv/bin/python benchmarks/phantom_variant.py seed1 runs/variants/seed1 --set '{"training": {"seed": 1}}'
-    python3 benchmarks/phantom_variant.py steps1500 OUT --set '{"training": {"steps": 1500}}' --device cuda
-    .venv/bin/python benchmarks/phantom_variant.py unet3000 OUT --set '{"training": {"segmenter_steps": 3000}}' \
+    .venv/bin/python -m benchmarks.phantom_variant seed1 runs/variants/seed1 --set '{"training": {"seed": 1}}'
+    python3 -m benchmarks.phantom_variant steps1500 OUT --set '{"training": {"steps": 1500}}' --device cuda
+    .venv/bin/python -m benchmarks.phantom_variant unet3000 OUT --set '{"training": {"segmenter_steps": 3000}}' \
         --sasan-run runs/variants/seed1/sasan
 
 For exploring the preset (seeds, steps, sizes) faster than the whole demo: trains the MR U-Net and
@@ -20,23 +20,19 @@ import argparse
 import json
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from phantom_protocol import score_model  # noqa: E402  (benchmarks/phantom_protocol.py)
-
-from sasan import bundle  # noqa: E402
-from sasan.demo import demo_configs, load_preset, merge  # noqa: E402
-from sasan.demo_rows import SASAN  # noqa: E402
-from sasan.protocol import held_out_volumes  # noqa: E402
-from sasan.training.export import export_run  # noqa: E402
-from sasan.training.segmenter import train_segmenter  # noqa: E402
-from sasan.training.trainer import Trainer  # noqa: E402
+from benchmarks.phantom_protocol import score_model
+from sasan import bundle
+from sasan.demo import demo_configs, load_preset, merge
+from sasan.demo_rows import SASAN
+from sasan.protocol import held_out_volumes
+from sasan.training.export import export_run
+from sasan.training.segmenter import train_segmenter
+from sasan.training.trainer import Trainer
 
 log = logging.getLogger("benchmarks.phantom_variant")
 

@@ -1,6 +1,6 @@
 """Train the phantom model that ``sasan demo --quick`` scores (Resources/Models/phantom_ct_mr.safetensors).
 
-    .venv/bin/python scripts/phantom_model.py runs/phantom_model [--seed 0] [--threads 1] [--model FILE]
+    .venv/bin/python -m scripts.phantom_model runs/phantom_model [--seed 0] [--threads 1] [--model FILE]
 
 The full demo's MR U-Net and SASAN runs (``Resources/configs/phantom_demo.yaml``, the given training seed),
 on the training subjects of that preset's phantom split, exported in fp16 as one model file with that
@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY))
 
 from sasan.demo import demo_configs, load_preset  # noqa: E402
 from sasan.demo_quick import SHIPPED_MODEL  # noqa: E402

@@ -1,7 +1,7 @@
 """Render the extension's screenshot without the Slicer application: a real translation, drawn by Slicer's
 own slice logic (``vtkMRMLSliceLogic``, what a slice view shows), saved as a PNG.
 
-    .venv/bin/python scripts/render_slicer_screenshot.py --model MODEL.safetensors [--input CT.nii.gz]
+    .venv/bin/python -m scripts.render_slicer_screenshot --model MODEL.safetensors [--input CT.nii.gz]
         [--slice 0.5] [--map 1] [--opacity 0.45] [-o Resources/Screenshots/SASANSlicer.png]
 
 Without ``--input`` the SASAN phantom CT of the Sample Data module is used.  The scene is translated to MR with

@@ -25,6 +25,7 @@ import struct
 from pathlib import Path
 from typing import Callable
 
+import fixtures
 import nibabel
 import numpy as np
 import SimpleITK as sitk
@@ -39,10 +40,8 @@ SPACING = (1.2, 1.1, 2.5)           # (x, y, z) mm
 HUGE_SIZE = (2000, 2000, 2000)      # what the huge headers claim; no voxel data follows them
 PWNED = "PWNED"                     # created only if a pickle payload runs
 
-TINY_ARCHITECTURE = {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
-                     "decoder_widths": [8, 4, 4], "head_width": 4, "spade_hidden": 4,
-                     "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
-                     "segmenter_width": 4, "segmenter_depth": 2}
+# The model files' tiny networks, with discriminators: also the ``model`` section of the corpus's run configurations.
+TINY_ARCHITECTURE = {**fixtures.TINY_ARCHITECTURE, **fixtures.TINY_DISCRIMINATORS}
 LABEL = {"name": "blob", "value": 1, "color": [0.9, 0.2, 0.2]}
 CT_NORMALIZATION = {"method": "window", "percentiles": [2.0, 98.0], "window": [-200.0, 400.0]}
 MR_NORMALIZATION = {"method": "percentile", "percentiles": [1.0, 99.0], "window": [-1000.0, 1000.0]}
@@ -172,9 +171,8 @@ def tiny_card(name: str = "corpus_tiny", directions=(("CT", "MR"), ("MR", "CT"))
     """A valid card for 16² tiny networks, CT <-> MR, one structure, an MR U-Net."""
     reference = {"CT": {"method": "window", "low": -200.0, "high": 400.0, "mean": 0.0, "std": 1.0},
                  "MR": {"method": "percentile", "low": 200.0, "high": 900.0, "mean": 400.0, "std": 150.0}}
-    return ModelCard(
-        name=name, modalities=["CT", "MR"], directions=[list(d) for d in directions],
-        architecture=dict(TINY_ARCHITECTURE), context=3, image_size=16,
+    return fixtures.tiny_card(
+        name=name, directions=[list(d) for d in directions], architecture=dict(TINY_ARCHITECTURE), image_size=16,
         normalization={"CT": {"config": CT_NORMALIZATION, "reference": reference["CT"]},
                        "MR": {"config": MR_NORMALIZATION, "reference": reference["MR"]}},
         labels=[dict(LABEL)], segmenters=["MR"], provenance={"data": "bad-input corpus"})

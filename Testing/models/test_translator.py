@@ -3,6 +3,7 @@ import dataclasses
 
 import pytest
 import torch
+from fixtures import TINY_ARCHITECTURE, tiny_card
 
 from sasan import bundle
 from sasan.config import ModelConfig, config_from_dict
@@ -18,8 +19,7 @@ from sasan.models.translator import (
 )
 from sasan.training.networks import SASANNetworks
 
-TINY = ModelConfig(num_maps=2, attention_widths=[4, 8], encoder_widths=[4, 8, 8, 8], decoder_widths=[8, 4, 4],
-                   head_width=4, spade_hidden=4, segmenter_width=4, segmenter_depth=2)
+TINY = ModelConfig(**TINY_ARCHITECTURE)
 DIRECTIONS = [("CT", "MR"), ("MR", "CT")]
 
 
@@ -30,10 +30,8 @@ def test_names_are_the_model_files_tensor_prefixes():
 
 
 def test_names_round_trip_through_a_model_file(tmp_path):
-    card = bundle.ModelCard(
-        name="tiny", modalities=["CT", "MR"], directions=[list(d) for d in DIRECTIONS],
-        architecture=dataclasses.asdict(TINY), context=3, image_size=32, segmenters=["MR"],
-        normalization={m: {"config": {}, "reference": {}} for m in ("CT", "MR")})
+    card = tiny_card(directions=[list(d) for d in DIRECTIONS], architecture=dataclasses.asdict(TINY), labels=[],
+                     normalization={m: {"config": {}, "reference": {}} for m in ("CT", "MR")})
     networks = bundle.expected_networks(card)
     assert list(networks) == ["attention.CT", "attention.MR", "generator.CT_to_MR", "generator.MR_to_CT",
                               "segmenter.MR"]

@@ -5,22 +5,19 @@ window, so no X server is needed); ``scripts/render_slicer_screenshot.py`` rende
 same way, and its ``SliceView`` is used here.  A mask volume on the map's grid, rendered as a plain grey
 background in the same view, says which pixels a map covers.
 """
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("slicer", reason="rendering slice views needs the slicer-core wheel")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from render_slicer_screenshot import SliceView  # noqa: E402
-from SASANSlicerLib.attention import attention_nodes_from_maps, attention_overview_node  # noqa: E402
-from SASANSlicerLib.attention_display import LOW_ATTENTION, show_attention  # noqa: E402
-from SASANSlicerLib.nodes import node_from_volume  # noqa: E402
+from SASANSlicerLib.attention import attention_nodes_from_maps, attention_overview_node
+from SASANSlicerLib.attention_display import LOW_ATTENTION, show_attention
+from SASANSlicerLib.nodes import node_from_volume
 
-from sasan.data.volume import Volume  # noqa: E402
+from sasan.data.volume import Volume
+from scripts.render_slicer_screenshot import SliceView
 
 SHAPE = (4, 32, 32)  # (k, j, i): a few axial slices
 ATTENDED = (slice(None), slice(8, 16), slice(8, 16))  # attention 1
@@ -98,10 +95,10 @@ def test_where_the_overview_is_zero_the_input_shows_unchanged(views):
 def test_each_segment_colour_appears_where_its_segment_lies(scene):
     """The module's segmentation, drawn filled as the README picture draws it (a labelmap exported by Slicer's
     Segmentations logic): each structure's own colour covers its block, and the input shows elsewhere."""
-    from render_slicer_screenshot import segmentation_labelmap
     from SASANSlicerLib.segmentation import segmentation_node_from_labels
 
     from sasan.config import LabelSpec
+    from scripts.render_slicer_screenshot import segmentation_labelmap
 
     image = np.full(SHAPE, 120.0, np.float32)
     source = grey_node(scene, image, "MR")

@@ -1,16 +1,13 @@
 """``benchmarks/phantom_variant.py`` stops training at its time budget and scores the last checkpoint."""
 import sys
-from pathlib import Path
 
 import pytest
 
+from benchmarks import phantom_variant
 from sasan.training.checkpoint import list_checkpoints
 from sasan.training.trainer import Trainer
 
 from .tiny import tiny_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import phantom_variant  # noqa: E402
 
 
 def test_a_run_over_budget_is_cut_with_its_checkpoints_kept(tmp_path):

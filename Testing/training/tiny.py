@@ -5,6 +5,11 @@ import copy
 from sasan.config import config_from_dict
 from sasan.data.phantom import LABELS
 
+try:
+    from fixtures import TINY_TRAINING_MODEL  # pytest puts Testing/ on sys.path
+except ModuleNotFoundError:  # benchmarks/kill_resume.py, run from the repository root
+    from Testing.fixtures import TINY_TRAINING_MODEL
+
 TINY_RUN = {
     "name": "test_tiny",
     "data": {
@@ -15,10 +20,7 @@ TINY_RUN = {
         "image_size": 32, "phantom_subjects": 4, "phantom_size": 32,
         "labels": [{"name": l.name, "value": l.value, "color": list(l.color)} for l in LABELS],
     },
-    "model": {"num_maps": 2, "attention_widths": [4, 8], "encoder_widths": [4, 8, 8, 8],
-              "decoder_widths": [8, 8, 4], "head_width": 4, "spade_hidden": 4,
-              "image_discriminator_widths": [4, 8], "segmentation_discriminator_widths": [4, 4],
-              "segmenter_width": 4, "segmenter_depth": 2},
+    "model": copy.deepcopy(TINY_TRAINING_MODEL),
     "training": {"steps": 4, "pretrain_attention_steps": 2, "segmenter_steps": 2, "batch_size": 2,
                  "lr": 0.0002, "attention_lr": 0.001, "ema_decay": 0.5, "threads": 1, "deterministic": True,
                  "checkpoint_every": 2, "validate_every": 4, "log_every": 2, "image_every": 4},

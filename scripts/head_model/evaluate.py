@@ -1,6 +1,6 @@
 """Evaluate the head model on the real scans: CT -> MR with segmentation, MR -> CT with bone and brain checks.
 
-    python scripts/head_model/evaluate.py --model Resources/Models/head_ct_mr.safetensors \
+    python -m scripts.head_model.evaluate --model Resources/Models/head_ct_mr.safetensors \
         --data data/head --real data/real --figures benchmarks/head_model [--write-card]
 
 CT -> MR: the whole real CT is translated and the translation segmented by the model's MR U-Net; the
@@ -28,23 +28,21 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy import ndimage  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from scipy import ndimage
+
+from sasan import bundle
+from sasan.baselines import UntranslatedSegmenter, no_adaptation
+from sasan.data.io import read_volume
+from sasan.inference import translate_volume
+from sasan.inference.postprocess import apply_postprocessing
+from sasan.metrics import assd, dice
+from scripts.head_model import head_labels
+from scripts.head_model.fetch_and_prepare import CT_BRAIN_FIRST_SLICE, HELD_OUT_FIRST_SLICE, TRAIN_LAST_SLICE
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import head_labels  # noqa: E402
-from fetch_and_prepare import CT_BRAIN_FIRST_SLICE, HELD_OUT_FIRST_SLICE, TRAIN_LAST_SLICE  # noqa: E402
-
-from sasan import bundle  # noqa: E402
-from sasan.baselines import UntranslatedSegmenter, no_adaptation  # noqa: E402
-from sasan.data.io import read_volume  # noqa: E402
-from sasan.inference import translate_volume  # noqa: E402
-from sasan.inference.postprocess import apply_postprocessing  # noqa: E402
-from sasan.metrics import assd, dice  # noqa: E402
 
 log = logging.getLogger("head_model.evaluate")
 

@@ -1,6 +1,6 @@
 """Export the head model's run folder as the shipped model file, with its card's description and provenance.
 
-    python scripts/head_model/export_model.py runs/head_ct_mr Resources/Models/head_ct_mr.safetensors
+    python -m scripts.head_model.export_model runs/head_ct_mr Resources/Models/head_ct_mr.safetensors
 
 The card asks inference to keep only the largest connected head component of every segmentation
 (``POSTPROCESSING``): it drops the CT head holder's arcs that the T1 U-Net labels "head". The evaluation
@@ -14,13 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_and_prepare import CT_BRAIN_FIRST_SLICE, HELD_OUT_FIRST_SLICE, TRAIN_LAST_SLICE  # noqa: E402
+from sasan import bundle
+from sasan.training.export import export_run
+from scripts.head_model.fetch_and_prepare import CT_BRAIN_FIRST_SLICE, HELD_OUT_FIRST_SLICE, TRAIN_LAST_SLICE
 
-from sasan import bundle  # noqa: E402
-from sasan.training.export import export_run  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 MAX_MEGABYTES = 25
 POSTPROCESSING = {"largest_foreground_component": True}

@@ -1,6 +1,6 @@
 """Fetch the real head scans and lay them out as the head model's training data ("folder" layouts).
 
-    python scripts/head_model/fetch_and_prepare.py --real data/real --out data/head
+    python -m scripts.head_model.fetch_and_prepare --real data/real --out data/head
 
 Writes ``OUT/CT/{images,labels}/cranium_train.nii.gz`` (axial slices 0..84 of the InVesalius CT),
 ``OUT/CT/{images,labels}/cranium_heldout.nii.gz`` (slices 86..107, the top 22 slices: held out; slice 85
@@ -19,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[2])]
-import head_labels  # noqa: E402  (a sibling script module)
-
-from sasan.data.crop import CropRegion, crop_volume  # noqa: E402
-from sasan.data.io import read_volume, write_volume  # noqa: E402
-from sasan.data.volume import Volume  # noqa: E402
+from sasan.data.crop import CropRegion, crop_volume
+from sasan.data.io import read_volume, write_volume
+from sasan.data.volume import Volume
+from scripts.head_model import head_labels
 
 log = logging.getLogger("head_model.prepare")
 

@@ -12,10 +12,10 @@ RUN=${RUN:-runs/head_ct_mr}
 MODEL=${MODEL:-Resources/Models/head_ct_mr.safetensors}
 export PATH="$(dirname "$PYTHON"):$PATH"   # the fetch script needs a python3 with numpy and nibabel
 
-"$PYTHON" scripts/head_model/fetch_and_prepare.py --real data/real --out data/head
+"$PYTHON" -m scripts.head_model.fetch_and_prepare --real data/real --out data/head
 resume=()
 if [ -d "$RUN/checkpoints" ]; then resume=(--resume); fi
 "$PYTHON" -m sasan train Resources/configs/head_ct_mr.yaml --output "$RUN" "${resume[@]}"
-"$PYTHON" scripts/head_model/export_model.py "$RUN" "$MODEL"
-"$PYTHON" scripts/head_model/evaluate.py --model "$MODEL" --data data/head --real data/real \
+"$PYTHON" -m scripts.head_model.export_model "$RUN" "$MODEL"
+"$PYTHON" -m scripts.head_model.evaluate --model "$MODEL" --data data/head --real data/real \
     --figures benchmarks/head_model --write-card

@@ -17,19 +17,8 @@ from pathlib import Path
 from typing import Optional
 
 from sasan import bundle
+from sasan import demo_rows as rows
 from sasan.config import RunConfig
-from sasan.demo_rows import (
-    HISTOGRAM_MATCHING,
-    NO_ADAPTATION,
-    SASAN,
-    SASAN_SHORT_RUN,
-    Stages,
-    combine,
-    forget_previous_run,
-    phantom_description,
-    print_summary,
-    score_baselines,
-)
 from sasan.models.translator import segmenter_name
 from sasan.protocol import held_out_volumes, prepare_output_folder, run_methods, translation_method, write_reports
 from sasan.resources import model_path
@@ -55,42 +44,44 @@ def run_quick_demo(config: RunConfig, output: Path, overwrite: bool, device: str
     shipped = bundle.load(shipped_file)
     check_shipped_model(shipped, config)  # before anything is written or trained
     output = prepare_output_folder(output, overwrite)
-    stages = Stages(4)
+    stages = rows.Stages(4)
 
-    stages.begin(f"phantom data: {phantom_description(data)}")
+    stages.begin(f"phantom data: {rows.phantom_description(data)}")
     volumes = held_out_volumes(config)
 
     stages.begin(f"scoring the shipped model {shipped_file.name} on the {len(volumes)} test {source} volumes, and "
                  "its U-Net without adaptation and with histogram matching")
     unet = shipped.segmenter(target)
-    results = [score_baselines(config, unet, volumes, output, device, overwrite),
-               run_methods({SASAN: translation_method(shipped, source, target, device=device, threads=threads)},
-                           volumes, data.labels, output, target=target, figure_methods={SASAN}, overwrite=overwrite)]
+    results = [rows.score_baselines(config, unet, volumes, output, device, overwrite),
+               run_methods({rows.SASAN: translation_method(shipped, source, target, device=device, threads=threads)},
+                           volumes, data.labels, output, target=target, figure_methods={rows.SASAN},
+                           overwrite=overwrite)]
     steps = shipped.card.provenance.get("steps", "?")
     shipped_unet = f"the shipped model's {target} U-Net, trained by the full protocol (not in this run)"
-    origins = {name: f"no training of its own; {shipped_unet}" for name in (NO_ADAPTATION, HISTOGRAM_MATCHING)}
-    origins[SASAN] = (f"shipped model {shipped_file.name}, trained by the full protocol ({steps} steps) on this "
-                      f"phantom's training subjects (not in this run); {shipped_unet}")
+    origins = {name: f"no training of its own; {shipped_unet}"
+               for name in (rows.NO_ADAPTATION, rows.HISTOGRAM_MATCHING)}
+    origins[rows.SASAN] = (f"shipped model {shipped_file.name}, trained by the full protocol ({steps} steps) on this "
+                           f"phantom's training subjects (not in this run); {shipped_unet}")
 
     t = config.training
-    stages.begin(f"training a short {SASAN} run ({t.pretrain_attention_steps} attention pre-training + {t.steps} "
+    stages.begin(f"training a short {rows.SASAN} run ({t.pretrain_attention_steps} attention pre-training + {t.steps} "
                  "adversarial steps)")
     run_dir = output / "runs" / "sasan_short_run"
-    forget_previous_run(run_dir)
+    rows.forget_previous_run(run_dir)
     Trainer(config, run_dir).fit()
     short_file = export_with_unet(run_dir, output / "models" / f"sasan_short_run_{source.lower()}_to_{target.lower()}"
                                   ".safetensors", shipped, overwrite)
-    origins[SASAN_SHORT_RUN] = (f"trained in this run ({t.pretrain_attention_steps} + {t.steps} steps, "
-                                f"{stages.elapsed() / 60:.1f} min so far), to show the trainer at work: minutes of "
-                                f"training do not adapt, the {SASAN} row's did; {shipped_unet}")
+    origins[rows.SASAN_SHORT_RUN] = (f"trained in this run ({t.pretrain_attention_steps} + {t.steps} steps, "
+                                     f"{stages.elapsed() / 60:.1f} min so far), to show the trainer at work: minutes "
+                                     f"of training do not adapt, the {rows.SASAN} row's did; {shipped_unet}")
 
     stages.begin(f"translating, segmenting and scoring the {len(volumes)} test {source} volumes with the short run")
-    results.append(run_methods({SASAN_SHORT_RUN: translation_method(bundle.load(short_file), source, target,
-                                                                    device=device, threads=threads)},
+    results.append(run_methods({rows.SASAN_SHORT_RUN: translation_method(bundle.load(short_file), source, target,
+                                                                         device=device, threads=threads)},
                                volumes, data.labels, output, target=target, overwrite=overwrite))
-    tables = write_reports(combine(results), output, [label.name for label in data.labels],
+    tables = write_reports(rows.combine(results), output, [label.name for label in data.labels],
                            f"SASAN demo on the phantom (quick): {source} -> {target}")
-    print_summary(tables, origins, stages.elapsed(), "quick", shipped_file, output, target)
+    rows.print_summary(tables, origins, stages.elapsed(), "quick", shipped_file, output, target)
     return 0
 
 
@@ -100,9 +91,9 @@ def check_shipped_model(model: bundle.SASANModel, config: RunConfig) -> None:
     data, card = config.data, model.card
     source, target = data.source.modality, data.target.modality
     trained_on = card.provenance.get("data")
-    if trained_on != phantom_description(data):
+    if trained_on != rows.phantom_description(data):
         raise ShippedModelError(f"the shipped model {card.name!r} was trained on {trained_on!r}, not on this "
-                                f"demo's {phantom_description(data)!r}: its test subjects would not be unseen")
+                                f"demo's {rows.phantom_description(data)!r}: its test subjects would not be unseen")
     if model.segmenter(target) is None or [source, target] not in card.directions:
         raise ShippedModelError(f"the shipped model {card.name!r} has no {source} -> {target} translator with a "
                                 f"{target} U-Net")
@@ -121,8 +112,8 @@ def export_with_unet(run_dir: Path, path: Path, shipped: bundle.SASANModel, over
     config, _, exported, step = load_run_networks(run_dir)
     target = config.data.target.modality
     card = build_card(config, run_dir, step, [target],
-                      description=f"{SASAN} {config.data.source.modality} -> {target}: a short run of `sasan demo "
+                      description=f"{rows.SASAN} {config.data.source.modality} -> {target}: a short run of `sasan demo "
                                   "--quick` with the shipped phantom model's U-Net; for trying the tools",
-                      provenance={"source": "sasan demo --quick", "data": phantom_description(config.data)})
+                      provenance={"source": "sasan demo --quick", "data": rows.phantom_description(config.data)})
     return bundle.save(path, card, {**exported, segmenter_name(target): shipped.segmenter(target)},
                        overwrite=overwrite)

@@ -31,16 +31,11 @@ def read_volume(scene, path: Path, name: str, class_name: str = "vtkMRMLScalarVo
 def write_node(node, path: Path, reference_node=None) -> Path:
     """Write a volume or segmentation node; a segmentation to a non-``.seg.nrrd`` path is written as a label
     volume on ``reference_node``'s grid whose voxels hold each structure's label value (0 background)."""
-    if node.IsA("vtkMRMLSegmentationNode"):
-        if path.name.endswith(".seg.nrrd"):
-            storage = slicer.vtkMRMLSegmentationStorageNode()
-            storage.SetFileName(str(path))
-            storage.SetUseCompression(True)
-            if not storage.WriteData(node):
-                raise OSError(f"could not write '{node.GetName()}'")
-            return path
+    segmentation = node.IsA("vtkMRMLSegmentationNode")
+    if segmentation and not path.name.endswith(".seg.nrrd"):
         return _write_label_volume(node, path, reference_node)
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage = (slicer.vtkMRMLSegmentationStorageNode() if segmentation
+               else slicer.vtkMRMLVolumeArchetypeStorageNode())
     storage.SetFileName(str(path))
     storage.SetUseCompression(True)
     if not storage.WriteData(node):

@@ -3,6 +3,9 @@
     .venv/bin/python -m benchmarks.phantom_protocol                   # full preset (phantom_demo.yaml)
     .venv/bin/python -m benchmarks.phantom_protocol --quick           # the quick preset
     .venv/bin/python -m benchmarks.phantom_protocol --seeds 0 1 2 --threads 1 --output runs/protocol
+    # or one process per seed (one per core), then the over-seeds section from their finished runs:
+    .venv/bin/python -m benchmarks.phantom_protocol --seeds 0 --threads 1 --output runs/protocol &  # 1, 2 alike
+    .venv/bin/python -m benchmarks.phantom_protocol --seeds 0 1 2 --collect --output runs/protocol
 
 Runs ``sasan demo`` (MR U-Net, "W/o adaptation", "Histogram matching", "CycleGAN", "SASAN w/o SPADE
 (ablation)", SASAN, SASAN w/ aug.) once per training seed into ``--output`` (replacing the results of a
@@ -254,13 +257,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="training seeds of every network, one demo each (default: the preset's); same phantom "
                              "and split")
+    parser.add_argument("--collect", action="store_true",
+                        help="train nothing: write the over-seeds section from the --seeds' finished runs in "
+                             "--output (for seeds run as separate processes, one per core)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     mode = "quick" if args.quick else "full"
+    if args.collect and not (args.seeds and len(args.seeds) > 1):
+        parser.error("--collect needs at least two --seeds")
     summaries = {}
     for seed in args.seeds or [None]:
         output = Path(args.output) / mode / (f"seed{seed}" if seed is not None else "preset_seed")
+        if args.collect:
+            if not (output / "results.csv").is_file():
+                parser.error(f"--collect: no finished run for seed {seed} in {output} (results.csv missing)")
+            summaries[seed] = read_summary(output / "results.csv")
+            continue
         text, summaries[seed] = run_seed(mode, output, seed, args.threads)
         print(text)
         if not args.no_write:

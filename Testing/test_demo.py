@@ -195,6 +195,17 @@ def test_the_w_aug_unet_is_built_only_where_the_preset_asks():
     assert not configs.sasan.training.segmenter_with_translations
 
 
+def test_cyclegan_changes_go_on_top_of_the_baselines_settings_and_touch_no_other_run():
+    preset = load_preset(quick=False)[0]
+    plain = demo_configs(preset)
+    tuned = demo_configs(preset, cyclegan_changes={"training": {"lr": 0.0005}, "losses": {"identity": 2.5}})
+    assert plain.cyclegan.training.lr == CYCLEGAN_OVERRIDES["training"]["lr"] != 0.0005
+    assert tuned.cyclegan.training.lr == 0.0005 and tuned.cyclegan.losses.identity == 2.5
+    assert tuned.cyclegan.model == plain.cyclegan.model and tuned.cyclegan.model.generator == "resnet"
+    assert (tuned.sasan, tuned.sasan_without_spade, tuned.segmenter) == \
+        (plain.sasan, plain.sasan_without_spade, plain.segmenter)
+
+
 @pytest.mark.parametrize("file_name, overrides", [("phantom_cyclegan.yaml", CYCLEGAN_OVERRIDES),
                                                    ("phantom_sasan_without_spade.yaml", SASAN_WITHOUT_SPADE_OVERRIDES)])
 def test_the_baseline_config_files_are_the_demos_runs(file_name, overrides):

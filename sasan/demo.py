@@ -125,13 +125,15 @@ def merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def demo_configs(preset: dict, overrides: Optional[dict] = None, full: bool = True) -> DemoConfigs:
+def demo_configs(preset: dict, overrides: Optional[dict] = None, full: bool = True,
+                 cyclegan_changes: Optional[dict] = None) -> DemoConfigs:
     """Build the demo's runs from a preset mapping (a phantom CT -> MR run configuration).
 
     Full demo (``full``): the preset's ``segmenter_steps`` train the shared U-Net on real MR only; the
     translators (SASAN, CycleGAN, SASAN without SPADE) train no U-Net of their own;
     ``training.segmenter_with_translations: true`` adds the "w/ aug." U-Net (same steps). Quick demo: the
     SASAN run alone (the short run). ``training.threads: 0`` becomes the number of currently free CPU cores.
+    ``cyclegan_changes`` go on top of the CycleGAN baseline's settings (its tuning, benchmarks/cyclegan_tuning.py).
     """
     mapping = merge(preset, overrides or {})
     augmented = full and bool(mapping.get("training", {}).get("segmenter_with_translations", False))
@@ -145,7 +147,7 @@ def demo_configs(preset: dict, overrides: Optional[dict] = None, full: bool = Tr
         segmenter=config_from_dict(merge(mapping, {"name": "phantom_mr_unet",
                                                    "training": {"segmenter_with_translations": False}}))
         if full else None,
-        cyclegan=baseline(CYCLEGAN_OVERRIDES, "phantom_cyclegan"),
+        cyclegan=baseline(merge(CYCLEGAN_OVERRIDES, cyclegan_changes or {}), "phantom_cyclegan"),
         sasan_without_spade=baseline(SASAN_WITHOUT_SPADE_OVERRIDES, "phantom_sasan_without_spade"),
         segmenter_with_translations=(config_from_dict(merge(mapping, {"name": "phantom_mr_unet_with_translations"}))
                                      if augmented else None),

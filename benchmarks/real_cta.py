@@ -17,15 +17,17 @@ axial levels and a coronal cut) into ``--output`` and prints one ``RESULT`` JSON
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
-import platform
+import os
 import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from benchmarks.inference import cpu_model_name
 from sasan.card import read_card
 from sasan.inference import translate_volume
 from scripts.real_cta_data import RealCTA, load_real_cta, real_data_cache
@@ -118,9 +120,10 @@ def evaluate(model: Path, output: Path, *, threads: int = 1, precision: str = "f
     seconds = time.perf_counter() - started
     labels = read_card(model).labels
     scores = label_shares(result.segmentation.array, labels, reference)
-    report = {"model": str(model), "cta_shape_zyx": list(reference.cta.shape), "seconds": round(seconds, 1),
-              "threads": result.threads, "precision": result.precision, "machine": platform.processor() or
-              platform.machine(), **scores}
+    report = {"model": str(model), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{cpu_model_name()}, {os.cpu_count()} cores", "load_average_1min": os.getloadavg()[0],
+              "cta_shape_zyx": list(reference.cta.shape), "translation_seconds": round(seconds, 1),
+              "threads": result.threads, "precision": result.precision, **scores}
     output.mkdir(parents=True, exist_ok=True)
     (output / "real_cta.json").write_text(json.dumps(report, indent=2) + "\n")
     title = (f"{model.name} on the real CTA: {scores['left_heart_inside_heart']:.0%} of the left-heart labels inside "

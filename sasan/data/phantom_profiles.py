@@ -17,6 +17,9 @@ model trained on the phantom alone meets fewer surprises on a real scan (domain 
 The right heart, the pulmonary trunk and its branches, the lungs with their vessels, the ribs and the spine
 are in every subject of both profiles, unlabelled (``phantom_anatomy``): a model must learn that they are
 not the left heart or the ascending aorta.
+
+Phantom caches are named by ``phantom.PHANTOM_VERSION`` and the profile: bump the version when a change here
+makes a profile render differently.
 """
 from __future__ import annotations
 

@@ -111,6 +111,10 @@ class DataConfig:
     phantom_subjects: int = 10
     phantom_seed: int = 0
     phantom_size: int = 96
+    # How far the phantom's subjects vary (``sasan.data.phantom_profiles``): "default", the embedded phantom;
+    # "transfer", domain randomisation (contrast timing, noise, blur, slices, field of view, body, heart pose)
+    # for models meant for real scans.
+    phantom_profile: Literal["default", "transfer"] = "default"
     # Subjects split three ways by a seeded hash of their ids (``sasan.data.layouts.split_subjects``):
     # test (scored once, at the end: ``sasan evaluate``, the demo's table), validation (the trainer's
     # periodic validation and every choice) and training. 0 validation: no periodic validation.

@@ -92,8 +92,8 @@ def test_unlabelled_domains_ignore_label_files_and_labelled_ones_need_them(tmp_p
 
 def fake_phantom_module(calls: list, fail: bool = False) -> types.ModuleType:
     """Stands in for sasan.data.phantom: writes one tiny CT and MR subject per call."""
-    def write_phantom(out_dir: Path, subjects: int, seed: int, size: int = 96) -> Path:
-        calls.append((Path(out_dir), subjects, seed, size))
+    def write_phantom(out_dir: Path, subjects: int, seed: int, size: int = 96, profile: str = "default") -> Path:
+        calls.append((Path(out_dir), subjects, seed, size, profile))
         for modality in ("CT", "MR"):
             write_subject(Path(out_dir) / modality, f"{modality.lower()}_000", seed=seed)
         if fail:
@@ -113,11 +113,22 @@ def test_phantom_is_generated_once_into_the_cache(tmp_path, monkeypatch):
     data = DataConfig(phantom_subjects=1, phantom_seed=3, phantom_size=32, labels=LABELS)
     first = load_domain(DomainConfig(modality="ct", layout="phantom"), data, split="all")
     second = load_domain(DomainConfig(modality="MR", layout="phantom", labelled=False), data, split="all")
-    assert len(calls) == 1 and calls[0][1:] == (1, 3, 32)
+    assert len(calls) == 1 and calls[0][1:] == (1, 3, 32, "default")
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["phantom-v7-1-3-32"]
     assert first[0].subject.image == tmp_path / "cache/phantom-v7-1-3-32/CT/images/ct_000.nii.gz"
     # Held-out labels are read for every domain; training (run_data) hides them from unlabelled ones.
     assert first[0].labels is not None and second[0].labels is not None
+
+
+def test_another_phantom_profile_is_generated_into_its_own_cache_folder(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setitem(sys.modules, "sasan.data.phantom", fake_phantom_module(calls))
+    monkeypatch.setenv("SASAN_CACHE", str(tmp_path / "cache"))
+    for profile in ("default", "transfer"):
+        data = DataConfig(phantom_subjects=1, phantom_seed=3, phantom_size=32, labels=LABELS, phantom_profile=profile)
+        load_domain(DomainConfig(modality="CT", layout="phantom"), data, split="all")
+    assert [call[4] for call in calls] == ["default", "transfer"]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["phantom-v7-1-3-32", "phantom-v7-1-3-32-transfer"]
 
 
 def test_a_domain_with_its_own_phantom_count_reads_the_same_first_subjects(tmp_path, monkeypatch):

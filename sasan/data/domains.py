@@ -141,10 +141,12 @@ def _phantom_root(data: DataConfig, subjects: int) -> Path:
     from sasan.data.phantom import PHANTOM_VERSION, write_phantom  # only phantom runs need the generator
 
     cache = Path(os.environ.get("SASAN_CACHE", "~/.cache/sasan")).expanduser()
-    # The generator's version is part of the name, so a changed phantom never reuses a stale cache.
+    # The generator's version is part of the name, so a changed phantom never reuses a stale cache; so is a
+    # profile other than the default (whose folders keep their names).
+    profile = "" if data.phantom_profile == "default" else f"-{data.phantom_profile}"
     final = cache / (f"phantom-v{PHANTOM_VERSION}-{subjects}-{data.phantom_seed}"
-                     f"-{data.phantom_size}")
+                     f"-{data.phantom_size}{profile}")
     if not final.is_dir():
         with staged_folder(final) as staging:  # a concurrent run's identical files are replaced, if it won
-            write_phantom(staging, subjects, data.phantom_seed, data.phantom_size)
+            write_phantom(staging, subjects, data.phantom_seed, data.phantom_size, data.phantom_profile)
     return final

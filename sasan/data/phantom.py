@@ -12,14 +12,18 @@ the chest around them. The modality decides the acquisition, i.e. the voxel grid
 
 The CT-to-MR intensity relation is not monotonic (bone: brightest in CT, dark in MR; fat: below
 muscle in CT, far above it in MR), so no global intensity mapping turns one modality into the other.
+
+How far anatomy, acquisition and appearance vary between subjects is the phantom's profile
+(``phantom_profiles``): "default" (the embedded phantom) or "transfer" (domain randomisation for models
+meant for real scans).
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 from scipy import ndimage
@@ -36,6 +40,7 @@ from sasan.data.phantom_anatomy import (
     random_rotation,
     sample_anatomy,
 )
+from sasan.data.phantom_profiles import Acquisition, CTAppearance, MRAppearance, PhantomProfile, phantom_profile
 from sasan.data.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -60,46 +65,59 @@ class PhantomError(ValueError):
 
 @dataclass(frozen=True)
 class PhantomSubject:
-    """One rendered subject: image, MM-WHS label map and tissue map (``Tissue`` values), same grid."""
+    """One rendered subject: image, MM-WHS label map and tissue map (``Tissue`` values), same grid, and the
+    appearance values it drew (``parameters``: e.g. ``left_blood``, ``noise``, ``blur_voxels``)."""
 
     image: Volume
     label: Volume
     tissues: Volume
+    parameters: dict[str, float] = field(default_factory=dict)
 
 
-def simulate_subject(seed: int, modality: str, size: int = 96) -> PhantomSubject:
-    """Render subject ``seed`` in ``modality`` ("CT" or "MR") on a grid of about size x size x 0.6-0.8 size.
+def simulate_subject(seed: int, modality: str, size: int = 96,
+                     profile: Union[str, PhantomProfile] = "default") -> PhantomSubject:
+    """Render subject ``seed`` in ``modality`` ("CT" or "MR") on a grid of size x size in-plane.
 
-    The anatomy depends on ``seed`` only, so CT and MR of the same seed show the same chest (on
-    different grids). Grid and appearance depend on seed and modality. The field of view stays that
-    of a chest (300-500 mm in-plane, 150-200 mm along z) whatever ``size``, so the spacing follows
-    the size: at 96, CT is about 3.5-4.5 mm in-plane x 2-2.6 mm slices and MR about 3.7-4.8 x 2.8-3.7 mm;
-    at 512, CT in-plane spacing is 0.65-0.85 mm. About half the stacks are slightly oblique.
+    The anatomy depends on ``seed`` (and the profile) only, so CT and MR of the same seed show the same
+    chest (on different grids). Grid and appearance depend on seed and modality. The field of view stays
+    that of a chest whatever ``size``, so the spacing follows the size. Default profile: 300-500 mm in-plane,
+    150-200 mm along z in 0.55-0.8 size slices; at 96, CT is about 3.5-4.5 mm in-plane x 2-2.6 mm slices and
+    MR about 3.7-4.8 x 2.8-3.7 mm; at 512, CT in-plane spacing is 0.65-0.85 mm. About half the stacks are
+    slightly oblique. ``profile``: "default", "transfer" or a ``PhantomProfile`` (``phantom_profiles``).
     """
     modality = _check_modality(modality)
     _check_seed(seed)
     if size < MIN_SIZE:
         raise PhantomError(f"phantom size must be at least {MIN_SIZE} voxels; got {size}")
+    try:
+        profile = phantom_profile(profile)
+    except ValueError as error:
+        raise PhantomError(str(error)) from None
     stream = MODALITIES.index(modality) + 1
-    anatomy = sample_anatomy(np.random.default_rng([int(seed), 0]))
-    grid = _sample_grid(np.random.default_rng([int(seed), 1, stream]), _ACQUISITIONS[modality], size,
+    acquisition = profile.acquisition(modality)
+    anatomy = sample_anatomy(np.random.default_rng([int(seed), 0]), profile.anatomy)
+    grid = _sample_grid(np.random.default_rng([int(seed), 1, stream]), acquisition, size,
                         anatomy.body_center, anatomy.body_size)
     tissue, label = rasterize(anatomy, grid)
-    render = _render_ct if modality == "CT" else _render_mr
-    image = render(np.random.default_rng([int(seed), 2, stream]), tissue, _ACQUISITIONS[modality])
+    rng = np.random.default_rng([int(seed), 2, stream])
+    if modality == "CT":
+        image, parameters = _render_ct(rng, tissue, acquisition, profile.ct)
+    else:
+        image, parameters = _render_mr(rng, tissue, acquisition, profile.mr)
 
     def volume(array: np.ndarray) -> Volume:
         return Volume(array, grid.spacing, grid.origin, grid.direction.copy())
 
-    return PhantomSubject(volume(image), volume(label), volume(tissue))
+    return PhantomSubject(volume(image), volume(label), volume(tissue), parameters)
 
 
-def make_subject(seed: int, modality: str, size: int = 96) -> tuple[Volume, Volume]:
+def make_subject(seed: int, modality: str, size: int = 96,
+                 profile: Union[str, PhantomProfile] = "default") -> tuple[Volume, Volume]:
     """(image float32 (nz, ny, nx), label uint16 with MM-WHS values) of one subject, same geometry.
 
     CT images are in HU; MR images in arbitrary units (about 0..1000). See ``simulate_subject``.
     """
-    subject = simulate_subject(seed, modality, size)
+    subject = simulate_subject(seed, modality, size, profile)
     return subject.image, subject.label
 
 
@@ -111,11 +129,12 @@ def subject_seed(seed: int, modality: str, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), stream, int(index)]).generate_state(1, np.uint64)[0])
 
 
-def write_phantom(out_dir: Path, subjects: int, seed: int, size: int = 96) -> Path:
+def write_phantom(out_dir: Path, subjects: int, seed: int, size: int = 96,
+                  profile: Union[str, PhantomProfile] = "default") -> Path:
     """Write ``subjects`` CT and MR subjects in the folder layout; returns ``out_dir``.
 
     ``out_dir/CT/images/ct_000.nii.gz``, ``out_dir/CT/labels/ct_000.nii.gz``, and the same under
-    ``MR/`` with ``mr_000.nii.gz``. Deterministic for (subjects, seed, size).
+    ``MR/`` with ``mr_000.nii.gz``. Deterministic for (subjects, seed, size, profile).
     """
     if isinstance(subjects, bool) or not isinstance(subjects, (int, np.integer)) or subjects < 1:
         raise PhantomError(f"the phantom needs at least one subject per modality; got {subjects!r}")
@@ -123,11 +142,11 @@ def write_phantom(out_dir: Path, subjects: int, seed: int, size: int = 96) -> Pa
     for modality in MODALITIES:
         prefix = modality.lower()
         for index in range(subjects):
-            image, label = make_subject(subject_seed(seed, modality, index), modality, size)
+            image, label = make_subject(subject_seed(seed, modality, index), modality, size, profile)
             write_volume(image, out_dir / modality / "images" / f"{prefix}_{index:03d}.nii.gz", overwrite=True)
             write_volume(label, out_dir / modality / "labels" / f"{prefix}_{index:03d}.nii.gz", overwrite=True)
-    logger.info("wrote %d CT and %d MR phantom subjects (seed %d, size %d) to %s",
-                subjects, subjects, seed, size, out_dir)
+    logger.info("wrote %d CT and %d MR phantom subjects (seed %d, size %d, %s profile) to %s",
+                subjects, subjects, seed, size, phantom_profile(profile).name, out_dir)
     return out_dir
 
 
@@ -141,24 +160,6 @@ def _check_modality(modality: str) -> str:
     if name not in MODALITIES:
         raise PhantomError(f"the phantom renders modality 'CT' or 'MR'; got {modality!r}")
     return name
-
-
-@dataclass(frozen=True)
-class _Acquisition:
-    """How a modality samples the chest: field of view, slices and how often the stack is oblique."""
-
-    fov_margin: tuple[float, float]  # in-plane field of view / largest body dimension
-    slice_fraction: tuple[float, float]  # number of slices / in-plane size
-    z_coverage_mm: tuple[float, float]
-    oblique_probability: float
-    oblique_degrees: tuple[float, float]
-    blur_voxels: tuple[float, float]  # in-plane Gaussian sigma; through-plane uses 0.7 of it
-
-
-_ACQUISITIONS = {
-    "CT": _Acquisition((1.08, 1.25), (0.7, 0.8), (150.0, 180.0), 0.4, (3.0, 10.0), (0.5, 0.8)),
-    "MR": _Acquisition((1.12, 1.32), (0.55, 0.65), (170.0, 200.0), 0.6, (4.0, 15.0), (0.8, 1.1)),
-}
 
 
 @dataclass(frozen=True)
@@ -244,17 +245,25 @@ def rasterize(anatomy: Anatomy, grid: VoxelGrid) -> tuple[np.ndarray, np.ndarray
     return tissue, label
 
 
-def _sample_grid(rng: np.random.Generator, acquisition: _Acquisition, size: int,
+def _sample_grid(rng: np.random.Generator, acquisition: Acquisition, size: int,
                  body_center: np.ndarray, body_size: tuple[float, float]) -> VoxelGrid:
-    """A size x size in-plane grid covering the body, centred a little above the heart."""
+    """A size x size in-plane grid over the body (as much of it as the field of view takes), centred
+    near the body axis and a little above the heart."""
     in_plane = max(body_size) * rng.uniform(*acquisition.fov_margin) / size
     slices = max(8, int(round(size * rng.uniform(*acquisition.slice_fraction))))
-    slice_mm = rng.uniform(*acquisition.z_coverage_mm) / slices
+    coverage = rng.uniform(*acquisition.z_coverage_mm)
+    if acquisition.slice_mm is None:
+        slice_mm = coverage / slices
+    else:  # the thickness is drawn and the number of slices follows (the size-based count is not used)
+        slice_mm = rng.uniform(*acquisition.slice_mm)
+        slices = max(8, int(round(coverage / slice_mm)))
     spacing = np.array([in_plane, in_plane, slice_mm])
     oblique = rng.uniform() < acquisition.oblique_probability
     tilt = random_rotation(rng, *acquisition.oblique_degrees)  # drawn always: same stream either way
     direction = tilt if oblique else np.eye(3)
-    center = body_center + np.array([rng.uniform(-10, 10), rng.uniform(-10, 10), rng.uniform(15, 35)])
+    shift = acquisition.grid_shift_mm
+    center = body_center + np.array([rng.uniform(-shift, shift), rng.uniform(-shift, shift),
+                                     rng.uniform(*acquisition.grid_z_mm)])
     extent = spacing * (np.array([size, size, slices]) - 1)
     origin = center - direction @ (extent / 2)
     return VoxelGrid((slices, size, size), tuple(spacing), tuple(origin), direction)
@@ -268,15 +277,16 @@ def _tissue_values(ranges: dict[Tissue, tuple[float, float]], rng: np.random.Gen
     return values
 
 
-def _blur(image: np.ndarray, rng: np.random.Generator, acquisition: _Acquisition) -> np.ndarray:
-    sigma = rng.uniform(*acquisition.blur_voxels)
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(image, (0.7 * sigma, sigma, sigma), mode="nearest")
 
 
-def _render_ct(rng: np.random.Generator, tissue: np.ndarray, acquisition: _Acquisition) -> np.ndarray:
-    """HU image: contrast timing sets left and right blood; blur, then Gaussian noise (sigma ~20 HU)."""
-    left_blood = rng.uniform(260, 400)
-    right_blood = max(150.0, left_blood * rng.uniform(0.55, 1.0))
+def _render_ct(rng: np.random.Generator, tissue: np.ndarray, acquisition: Acquisition,
+               appearance: CTAppearance) -> tuple[np.ndarray, dict[str, float]]:
+    """HU image and its drawn values: contrast timing sets left and right blood (and the myocardium's
+    enhancement); blur, then Gaussian noise."""
+    left_blood = rng.uniform(*appearance.left_blood_hu)
+    right_blood = max(appearance.right_blood_min_hu, left_blood * rng.uniform(*appearance.right_to_left))
     values = _tissue_values({
         Tissue.AIR: (-1000, -1000), Tissue.LUNG: (-850, -740),
         Tissue.LUNG_VESSEL: (0.5 * right_blood, 0.8 * right_blood),
@@ -285,14 +295,22 @@ def _render_ct(rng: np.random.Generator, tissue: np.ndarray, acquisition: _Acqui
         Tissue.BLOOD_LEFT: (left_blood, left_blood), Tissue.BLOOD_RIGHT: (right_blood, right_blood),
         Tissue.BONE: (700, 1000), Tissue.MARROW: (400, 500), Tissue.FLUID: (0, 15),
     }, rng)
-    image = _blur(values[tissue], rng, acquisition)
-    noise = rng.uniform(15, 25)
-    return (image + rng.standard_normal(image.shape, np.float32) * noise).astype(np.float32)
+    low, high = appearance.myocardium_enhancement
+    if high > 0:  # drawn only when asked for: the default phantom's stream stays as it was
+        values[Tissue.MYOCARDIUM] += rng.uniform(low, high) * max(left_blood - values[Tissue.MYOCARDIUM], 0.0)
+    blur = rng.uniform(*acquisition.blur_voxels)
+    image = _blur(values[tissue], blur)
+    noise = rng.uniform(*appearance.noise_hu)
+    image = (image + rng.standard_normal(image.shape, np.float32) * noise).astype(np.float32)
+    return image, {"left_blood": float(left_blood), "right_blood": float(right_blood),
+                   "myocardium": float(values[Tissue.MYOCARDIUM]), "noise": float(noise), "blur_voxels": float(blur)}
 
 
-def _render_mr(rng: np.random.Generator, tissue: np.ndarray, acquisition: _Acquisition) -> np.ndarray:
-    """bSSFP-like image: blood > fat > muscle > bone; blur, smooth bias field, Rician noise."""
-    left_blood = rng.uniform(720, 820)
+def _render_mr(rng: np.random.Generator, tissue: np.ndarray, acquisition: Acquisition,
+               appearance: MRAppearance) -> tuple[np.ndarray, dict[str, float]]:
+    """bSSFP-like image and its drawn values: blood > fat > muscle > bone; blur, smooth bias field, Rician
+    noise."""
+    left_blood = rng.uniform(*appearance.left_blood)
     values = _tissue_values({
         Tissue.AIR: (0, 0), Tissue.LUNG: (25, 50), Tissue.LUNG_VESSEL: (350, 500),
         Tissue.FAT: (520, 640), Tissue.MUSCLE: (140, 190), Tissue.SOFT_TISSUE: (230, 300),
@@ -300,21 +318,25 @@ def _render_mr(rng: np.random.Generator, tissue: np.ndarray, acquisition: _Acqui
         Tissue.BLOOD_LEFT: (left_blood, left_blood), Tissue.BLOOD_RIGHT: (0.9 * left_blood, left_blood),
         Tissue.BONE: (15, 40), Tissue.MARROW: (80, 130), Tissue.FLUID: (650, 750),
     }, rng)
-    values *= rng.uniform(0.85, 1.05)  # arbitrary receiver gain
-    image = _blur(values[tissue], rng, acquisition) * _bias_field(rng, tissue.shape)
-    noise = rng.uniform(12, 25)
+    gain = rng.uniform(0.85, 1.05)  # arbitrary receiver gain
+    values *= gain
+    blur = rng.uniform(*acquisition.blur_voxels)
+    image = _blur(values[tissue], blur) * _bias_field(rng, tissue.shape, appearance.bias_scale)
+    noise = rng.uniform(*appearance.noise)
     real = image + rng.standard_normal(image.shape, np.float32) * noise
     imaginary = rng.standard_normal(image.shape, np.float32) * noise
-    return np.sqrt(real * real + imaginary * imaginary).astype(np.float32)
+    image = np.sqrt(real * real + imaginary * imaginary).astype(np.float32)
+    return image, {"left_blood": float(values[Tissue.BLOOD_LEFT]), "right_blood": float(values[Tissue.BLOOD_RIGHT]),
+                   "myocardium": float(values[Tissue.MYOCARDIUM]), "noise": float(noise), "blur_voxels": float(blur)}
 
 
-def _bias_field(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+def _bias_field(rng: np.random.Generator, shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:
     """Smooth multiplicative field, shape ``shape``: exp of a quadratic polynomial of the voxel
-    position normalised to [-1, 1]."""
+    position normalised to [-1, 1]; ``scale`` widens the spread of its coefficients."""
     k, j, i = (np.linspace(-1, 1, n, dtype=np.float32) for n in shape)
     k, j, i = k[:, None, None], j[None, :, None], i[None, None, :]
-    linear = rng.normal(0, 0.15, 3)
-    quadratic = rng.normal(0, 0.08, 4)
+    linear = rng.normal(0, 0.15 * scale, 3)
+    quadratic = rng.normal(0, 0.08 * scale, 4)
     log_field = (linear[0] * i + linear[1] * j + linear[2] * k + quadratic[0] * i * i
                  + quadratic[1] * j * j + quadratic[2] * k * k + quadratic[3] * i * j)
     return np.exp(log_field).astype(np.float32)

@@ -164,6 +164,20 @@ class Paint:
 
 
 @dataclass(frozen=True)
+class AnatomyRanges:
+    """How far subjects' anatomies vary; each range ``(low, high)`` is drawn from uniformly. The defaults are
+    the embedded phantom's (``phantom_profiles`` widens them for the "transfer" profile)."""
+
+    body_width_mm: tuple[float, float] = (300.0, 350.0)  # left-right
+    body_depth_ratio: tuple[float, float] = (0.62, 0.74)  # antero-posterior depth / width
+    body_shift_mm: float = 15.0  # the body axis lies within +- this of the world origin (x and y)
+    heart_shift_x_mm: tuple[float, float] = (12.0, 30.0)  # LV centre from the body axis, to the patient's left
+    heart_shift_y_mm: tuple[float, float] = (-38.0, -24.0)  # ... and posterior (negative: anterior)
+    heart_pose_degrees: tuple[float, float] = (3.0, 20.0)  # the heart's tilt about a random axis
+    lung_vessels: tuple[int, int] = (220, 220)  # vessel segments in the lungs
+
+
+@dataclass(frozen=True)
 class Anatomy:
     """One subject: the shapes to paint, in order, and where the body is (world mm)."""
 
@@ -199,18 +213,20 @@ def _resting_heart_axes() -> np.ndarray:
     return np.column_stack([apex, posterior, np.cross(posterior, apex)])
 
 
-def sample_anatomy(rng: np.random.Generator) -> Anatomy:
+def sample_anatomy(rng: np.random.Generator, ranges: AnatomyRanges = AnatomyRanges()) -> Anatomy:
     """Draw one subject's chest: body, chest wall, lungs, spine, great vessels and heart."""
-    width = rng.uniform(300.0, 350.0)
-    depth = width * rng.uniform(0.62, 0.74)
-    center = np.array([rng.uniform(-15, 15), rng.uniform(-15, 15), 0.0])
+    width = rng.uniform(*ranges.body_width_mm)
+    depth = width * rng.uniform(*ranges.body_depth_ratio)
+    shift = ranges.body_shift_mm
+    center = np.array([rng.uniform(-shift, shift), rng.uniform(-shift, shift), 0.0])
     paints, cavity = _chest_wall(rng, center, width, depth)
     spine_y = center[1] + 0.45 * depth / 2
     paints += _abdomen_and_mediastinum(rng, center, cavity)
     paints += _spine(rng, center, spine_y)
-    paints += _lung_vessels(rng, center, cavity)
-    heart = center + np.array([rng.uniform(12, 30), rng.uniform(-38, -24), 0.0])
-    pose = random_rotation(rng, 3.0, 20.0)
+    low, high = ranges.lung_vessels  # a fixed count draws nothing: the default phantom's stream stays as it was
+    paints += _lung_vessels(rng, center, cavity, low if low == high else int(rng.integers(low, high + 1)))
+    heart = center + np.array([rng.uniform(*ranges.heart_shift_x_mm), rng.uniform(*ranges.heart_shift_y_mm), 0.0])
+    pose = random_rotation(rng, *ranges.heart_pose_degrees)
     paints += _heart(rng, heart, pose, descending_aorta_xy=(center[0] + 24, spine_y - 16))
     return Anatomy(tuple(paints), center, (width, depth))
 
@@ -276,7 +292,7 @@ def _spine(rng: np.random.Generator, center: np.ndarray, spine_y: float) -> list
 
 
 def _lung_vessels(rng: np.random.Generator, center: np.ndarray, cavity: tuple[float, float],
-                  count: int = 220) -> list[Paint]:
+                  count: int) -> list[Paint]:
     """Short vessel segments pointing away from the hila, painted over lung only."""
     paints = []
     for _ in range(count):

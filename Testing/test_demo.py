@@ -220,3 +220,33 @@ def test_demo_refuses_a_thread_count_below_one_before_doing_anything(tmp_path, t
     with pytest.raises(ValueError, match="--threads must be a positive integer"):
         run_demo(tmp_path / "out", quick=True, threads=threads)
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_continues_an_interrupted_demo_to_the_same_results(demo, tmp_path):
+    """An interruption during the SASAN run (its checkpoints and model file gone): ``--resume`` keeps the finished
+    runs, trains SASAN again and gives the uninterrupted demo's weights and table."""
+    import shutil
+
+    from sasan.training.checkpoint import list_checkpoints
+
+    output, _, cache = demo
+    copy = tmp_path / "output"
+    shutil.copytree(output, copy)
+    for checkpoint in list_checkpoints(copy / "runs" / "sasan"):
+        checkpoint.unlink()
+    (copy / "models" / "sasan_ct_to_mr.safetensors").unlink()
+    unet_checkpoints = {path: path.read_bytes() for path in list_checkpoints(copy / "runs" / "mr_unet")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SASAN_CACHE", str(cache))
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert run_demo(copy, quick=False, config_overrides=TINY, resume=True) == 0
+    assert {path: path.read_bytes() for path in list_checkpoints(copy / "runs" / "mr_unet")} == unet_checkpoints
+    resumed, original = (bundle.load(folder / "models" / "sasan_ct_to_mr.safetensors") for folder in (copy, output))
+    assert resumed.card.tensor_sha256 == original.card.tensor_sha256  # the same weights, bit for bit
+    assert (copy / "results.csv").read_text() == (output / "results.csv").read_text()
+
+
+def test_resume_is_refused_for_the_quick_demo(tmp_path):
+    with pytest.raises(ValueError, match="--resume continues an interrupted full demo"):
+        run_demo(tmp_path / "out", quick=True, resume=True)
+    assert not (tmp_path / "out").exists()

@@ -180,7 +180,7 @@ def section_title(mode: str, seed: int | None) -> str:
 
 def section(mode: str, summary: list[dict], ceiling: float, started: datetime.datetime, wall: float, cpu: float,
             loads: tuple[float, float], output: Path, threads: int | None = None, seed: int | None = None,
-            unseen: list[dict] | None = None) -> str:
+            unseen: list[dict] | None = None, resumed: bool = False) -> str:
     structures = list(dict.fromkeys(row["structure"] for row in summary if row["structure"] != MEAN_STRUCTURE))
     busy = max(loads) > 0.5 * (os.cpu_count() or 1)
     lines = [section_title(mode, seed), "",
@@ -188,9 +188,11 @@ def section(mode: str, summary: list[dict], ceiling: float, started: datetime.da
              f"torch {torch.__version__} · load average {loads[0]:.2f} before, {loads[1]:.2f} after"
              + (" (shared, busy machine: the wall time is stretched by other jobs; the CPU time is this run's)"
                 if busy else ""), "",
-             f"Wall time {wall / 60:.1f} min; CPU time of this process {cpu / 60:.1f} min. "
+             f"Wall time {wall / 60:.1f} min; CPU time of this process {cpu / 60:.1f} min"
+             f"{' (resumed: the part after the interruption only)' if resumed else ''}. "
              f"Command: `python -m benchmarks.phantom_protocol{' --quick' if mode == 'quick' else ''}"
-             f"{f' --threads {threads}' if threads else ''}{f' --seeds {seed}' if seed is not None else ''}` "
+             f"{f' --threads {threads}' if threads else ''}{f' --seeds {seed}' if seed is not None else ''}"
+             f"{' --resume' if resumed else ''}` "
              f"(runs `sasan demo`; outputs in `{output}`).", "",
              "The phantom's test subjects (CT), scored once at the end; Dice and ASSD (mm) mean ± std over volumes; "
              "the MR U-Net trained once on real MR serves every row.", "",
@@ -222,12 +224,15 @@ def over_seeds_title(mode: str, seeds: list[int]) -> str:
     return f"## Phantom protocol ({mode}, training seeds {', '.join(map(str, seeds))})"
 
 
-def run_seed(mode: str, output: Path, seed: int | None, threads: int | None) -> tuple[str, list[dict]]:
-    """One demo run with training seed ``seed`` (None: the preset's): its RESULTS.md section and its summary."""
+def run_seed(mode: str, output: Path, seed: int | None, threads: int | None,
+             resume: bool = False) -> tuple[str, list[dict]]:
+    """One demo run with training seed ``seed`` (None: the preset's): its RESULTS.md section and its summary.
+    ``resume`` continues an interrupted run in ``output`` (its wall and CPU times are then this part's only)."""
     started, load_before = datetime.datetime.now(), os.getloadavg()[0]
     wall_start, cpu_start = time.monotonic(), _cpu_seconds()
     overrides = {"training": {"seed": seed}} if seed is not None else None
-    run_demo(output, quick=mode == "quick", overwrite=True, threads=threads, config_overrides=overrides)
+    run_demo(output, quick=mode == "quick", overwrite=True, threads=threads, config_overrides=overrides,
+             resume=resume)
     wall, cpu = time.monotonic() - wall_start, _cpu_seconds() - cpu_start
     models = {name: output / "models" / file for name, file in DEMO_MODEL_FILES.items()
               if (output / "models" / file).is_file()}
@@ -240,7 +245,7 @@ def run_seed(mode: str, output: Path, seed: int | None, threads: int | None) -> 
                                       threads=threads)]
     summary = read_summary(output / "results.csv")
     return section(mode, summary, ceiling, started, wall, cpu, (load_before, os.getloadavg()[0]), output, threads,
-                   seed, unseen), summary
+                   seed, unseen, resume), summary
 
 
 def _cpu_seconds() -> float:
@@ -257,6 +262,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="training seeds of every network, one demo each (default: the preset's); same phantom "
                              "and split")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue interrupted runs in --output from their last checkpoints (same results)")
     parser.add_argument("--collect", action="store_true",
                         help="train nothing: write the over-seeds section from the --seeds' finished runs in "
                              "--output (for seeds run as separate processes, one per core)")
@@ -274,7 +281,7 @@ def main() -> None:
                 parser.error(f"--collect: no finished run for seed {seed} in {output} (results.csv missing)")
             summaries[seed] = read_summary(output / "results.csv")
             continue
-        text, summaries[seed] = run_seed(mode, output, seed, args.threads)
+        text, summaries[seed] = run_seed(mode, output, seed, args.threads, args.resume)
         print(text)
         if not args.no_write:
             write_section(text, section_title(mode, seed), RESULTS)

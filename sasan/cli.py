@@ -175,7 +175,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.output), quick=args.quick, overwrite=args.overwrite, threads=args.threads)
+    return run_demo(Path(args.output), quick=args.quick, overwrite=args.overwrite, threads=args.threads,
+                    resume=args.resume)
 
 
 def _phantom(args: argparse.Namespace) -> int:
@@ -214,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="small and short (under 5 minutes on 2 CPU cores)")
     demo.add_argument("--output", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing output folder's results")
+    demo.add_argument("--resume", action="store_true",
+                      help="continue an interrupted full demo in --output: every training run from its last checkpoint")
     demo.add_argument("--threads", type=int, default=None, help="CPU threads for every stage (default: the free cores)")
     demo.set_defaults(handler=_demo)
 

@@ -179,11 +179,19 @@ def load_preset(quick: bool, preset: Optional[Path] = None) -> tuple[dict, Path]
 
 
 def _train_and_export(method: str, config: RunConfig, run_dir: Path, model_file: Path, segmenter_run: Path,
-                      mode: str, overwrite: bool) -> Path:
-    """Train one translator and export it with the shared U-Net; returns the model file."""
-    forget_previous_run(run_dir)
-    Trainer(config, run_dir).fit()
+                      mode: str, overwrite: bool, resume: bool = False) -> Path:
+    """Train one translator (continuing its last checkpoint if ``resume``) and export it with the shared
+    U-Net; returns the model file."""
+    _prepare_run(run_dir, resume)
+    Trainer(config, run_dir, resume=resume).fit()
     return _export(method, config, run_dir, model_file, segmenter_run, mode, overwrite)
+
+
+def _prepare_run(run_dir: Path, resume: bool) -> None:
+    """A demo run starts from scratch (a previous demo's checkpoints forgotten) unless ``resume`` continues it
+    from its last checkpoint (a run already at its last step only reloads)."""
+    if not resume:
+        forget_previous_run(run_dir)
 
 
 def _export(method: str, config: RunConfig, run_dir: Path, model_file: Path, segmenter_run: Path, mode: str,
@@ -198,14 +206,17 @@ def _export(method: str, config: RunConfig, run_dir: Path, model_file: Path, seg
 
 def run_demo(output: Path, quick: bool = False, overwrite: bool = False, *, preset: Optional[Path] = None,
              config_overrides: Optional[dict] = None, device: str = "auto", threads: Optional[int] = None,
-             shipped_model: Optional[Path] = None) -> int:
+             shipped_model: Optional[Path] = None, resume: bool = False) -> int:
     """Run the whole demo into ``output`` and print its table; returns the exit status (0).
 
     ``preset`` replaces the quick / full preset file; ``config_overrides`` are merged into it (the tests
     shrink the run this way). ``threads`` fixes the CPU threads of every stage (default: the free cores).
     ``shipped_model`` replaces the quick demo's shipped phantom model. Refuses a non-empty ``output`` unless
-    ``overwrite``.
+    ``overwrite``; ``resume`` (full demo) continues an interrupted demo in ``output``: every training run from
+    its last checkpoint, with bit-identical results, the scores recomputed.
     """
+    if resume and quick:
+        raise ValueError("--resume continues an interrupted full demo; the quick demo has nothing to resume")
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be a positive integer; got {threads}")
     mode = "quick" if quick else "full"
@@ -222,11 +233,12 @@ def run_demo(output: Path, quick: bool = False, overwrite: bool = False, *, pres
             from sasan.demo_quick import run_quick_demo  # the quick demo's own stages
 
             return run_quick_demo(configs.sasan, Path(output), overwrite, device, shipped_model)
-        return _run_protocol(configs, Path(output), overwrite, device)
+        return _run_protocol(configs, Path(output), overwrite or resume, device, resume)
 
 
-def _run_protocol(configs: DemoConfigs, output: Path, overwrite: bool, device: str) -> int:
-    """The full demo's stages (see the module docstring) with ``configs``; returns the exit status (0)."""
+def _run_protocol(configs: DemoConfigs, output: Path, overwrite: bool, device: str, resume: bool = False) -> int:
+    """The full demo's stages (see the module docstring) with ``configs``; returns the exit status (0).
+    ``resume`` continues each training run from its last checkpoint (an interrupted demo, same settings)."""
     mode, threads = "full", configs.sasan.training.threads
     output = prepare_output_folder(output, overwrite)
     data = configs.sasan.data
@@ -240,8 +252,8 @@ def _run_protocol(configs: DemoConfigs, output: Path, overwrite: bool, device: s
     stages.begin(f"training the {target} U-Net on real {target} slices "
                  f"({configs.segmenter.training.segmenter_steps} steps)")
     segmenter_run = output / "runs" / f"{target.lower()}_unet"
-    forget_previous_run(segmenter_run)
-    train_segmenter(configs.segmenter, segmenter_run)
+    _prepare_run(segmenter_run, resume)
+    train_segmenter(configs.segmenter, segmenter_run, resume=resume)
 
     stages.begin(f"scoring the test {source} volumes without adaptation and with histogram matching")
     results = [score_baselines(configs.sasan, load_run_networks(segmenter_run)[1].segmenter, volumes, output, device,
@@ -259,14 +271,14 @@ def _run_protocol(configs: DemoConfigs, output: Path, overwrite: bool, device: s
         model_files[method] = _train_and_export(
             method, config, run_dirs[method],
             output / "models" / f"{slug}_{source.lower()}_to_{target.lower()}.safetensors", segmenter_run, mode,
-            overwrite)
+            overwrite, resume)
 
     if augmented is not None:
         stages.begin(f"training the {target} U-Net on real {target} and SASAN-translated {source} slices "
                      f"({augmented.training.segmenter_steps} steps)")
         augmented_run = output / "runs" / f"{target.lower()}_unet_with_translations"
-        forget_previous_run(augmented_run)
-        train_segmenter(augmented, augmented_run, translator=model_files[SASAN])
+        _prepare_run(augmented_run, resume)
+        train_segmenter(augmented, augmented_run, resume=resume, translator=model_files[SASAN])
         origins[SASAN_AUGMENTED] = (f"the {SASAN} translator above; a second {target} U-Net trained in this run on "
                                     f"real {target} and translated {source} ({augmented.training.segmenter_steps} "
                                     "steps)")

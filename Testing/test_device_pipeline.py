@@ -85,6 +85,22 @@ def test_a_cancelled_device_run_leaves_no_copy_thread_behind(tiny_model, phantom
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("sasan-copy-back")]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs it)")
+def test_on_the_gpu_small_buffers_on_the_copy_stream_give_what_one_buffer_gives(tiny_model, phantom, buffered):
+    volume = phantom[0]
+    copies = buffered(10)
+    whole = translate_volume(volume, tiny_model, "MR", device="cuda", precision="fp32", batch_size=2)
+    buffered(3)
+    small = translate_volume(volume, tiny_model, "MR", device="cuda", precision="fp32", batch_size=2)
+    assert sorted(copies) == sorted([10] * 4 + [3, 3, 3, 1] * 4)
+    for got, expected in zip(outputs(small), outputs(whole)):
+        assert got.same_geometry(volume, atol=0)
+        np.testing.assert_allclose(got.array.astype(np.float32), expected.array.astype(np.float32), atol=1e-4)
+    cpu = translate_volume(volume, tiny_model, "MR", device="cpu", precision="fp32", threads=1)
+    assert psnr(cpu.translated.array, small.translated.array) >= 40.0
+    assert np.mean(cpu.segmentation.array == small.segmentation.array) >= 0.995
+
+
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_a_sink_writes_every_slice_where_it_belongs(axis):
     values = torch.arange(4 * 5 * 6, dtype=torch.float32).view(4, 5, 6)

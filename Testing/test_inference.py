@@ -358,6 +358,24 @@ def test_unusable_volumes_are_refused(tiny_model, array, message):
         translate_volume(Volume(array), tiny_model, "MR", segment=False)
 
 
+def test_arrays_torch_cannot_share_translate_like_their_plain_copies(tiny_model, phantom):
+    volume = phantom[0]
+    ct = volume.array.astype(np.int16)
+    backwards = np.ascontiguousarray(ct[::-1])[::-1]  # the same values, a negative stride
+    read_only = ct.copy()
+    read_only.flags.writeable = False
+    big_endian = ct.astype(">i2")
+
+    def translated(array):
+        result = translate_volume(volume.with_array(array), tiny_model, "MR", device="cpu", precision="fp32", threads=1)
+        return [result.translated.array, result.segmentation.array, *(m.array for m in result.attention)]
+
+    expected = translated(ct)
+    for array in (backwards, read_only, big_endian):
+        for got, wanted in zip(translated(array), expected):
+            np.testing.assert_array_equal(got, wanted)
+
+
 def test_a_single_slice_volume_translates(tiny_model):
     volume = Volume(np.linspace(-100, 300, 1 * 6 * 5, dtype=np.float32).reshape(1, 6, 5))
     result = translate_volume(volume, tiny_model, "MR", device="cpu")

@@ -185,7 +185,9 @@ class VolumeRun:
 
 
 def _host_tensor(slab: np.ndarray) -> torch.Tensor:
-    """Source slices as a CPU tensor sharing their memory where the type allows, else a float32 copy."""
-    if slab.dtype not in _DEVICE_TYPES or not slab.flags.writeable:
-        slab = np.array(slab, dtype=np.float32)
+    """Source slices as a CPU tensor sharing their memory where torch can (a type of ``_DEVICE_TYPES``, writeable,
+    no negative strides), else as a copy (float32 where the type is not one of those)."""
+    kind = slab.dtype if slab.dtype in _DEVICE_TYPES else np.dtype(np.float32)
+    if kind != slab.dtype or not slab.flags.writeable or min(slab.strides) < 0:
+        slab = np.array(slab, dtype=kind)
     return torch.from_numpy(slab)

@@ -101,6 +101,19 @@ def test_on_the_gpu_small_buffers_on_the_copy_stream_give_what_one_buffer_gives(
     assert np.mean(cpu.segmentation.array == small.segmentation.array) >= 0.995
 
 
+def test_buffers_are_planned_from_the_device_and_its_free_memory(monkeypatch):
+    assert volume_run.output_chunk(torch.device("cpu"), 300, 1, 10) is None  # straight into the host arrays
+    meta = torch.device("meta")
+    assert volume_run.output_chunk(meta, 300, 64, 10) == 75  # a quarter of the volume, so copies overlap compute
+    assert volume_run.output_chunk(meta, 300, 100, 10) == 100 and volume_run.output_chunk(meta, 20, 64, 10) == 20
+    slice_bytes = 512 * 512 * 13  # a 512² slice: translated float32, labels and 8 maps
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 ** 30, 2 ** 34))
+    chunk = volume_run.output_chunk(torch.device("cuda"), 300, 64, slice_bytes)
+    assert 1 < chunk < 75 and 3 * chunk * slice_bytes <= 0.2 * 2 ** 30  # held by the GPU's free memory
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 ** 20, 2 ** 34))
+    assert volume_run.output_chunk(torch.device("cuda"), 300, 64, slice_bytes) == 1  # never none at all
+
+
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_a_sink_writes_every_slice_where_it_belongs(axis):
     values = torch.arange(4 * 5 * 6, dtype=torch.float32).view(4, 5, 6)

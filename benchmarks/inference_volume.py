@@ -64,14 +64,14 @@ def peak_rss_mb() -> float:
 
 
 def marginal_ms_per_slice(model: SASANModel, device: str, in_plane: int, slices: int, base: int = 4,
-                          threads: Optional[int] = None) -> float:
+                          threads: Optional[int] = None, precision: str = "auto") -> float:
     """ms per slice that ``slices`` more slices add to a translated + segmented + mapped CT of ``base`` slices:
     the whole path per slice, without what a run pays once (preparing the networks, the first batch)."""
     seconds = []
     for count in (base, base + slices):
         volume = synthetic_ct(count, in_plane)
         started = time.perf_counter()
-        translate_volume(volume, model, "MR", device=device, threads=threads)
+        translate_volume(volume, model, "MR", device=device, threads=threads, precision=precision)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)

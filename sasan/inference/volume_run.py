@@ -138,8 +138,8 @@ class VolumeRun:
         return fit_to_square_tensor(slab[rows], self.image_size, "image")
 
     def _attention_levels(self, maps: torch.Tensor) -> torch.Tensor:
-        """Maps (B, K, S, S) in 0..1 -> (B, K, h, w) uint8 0..255 on the slice grid; one map after another
-        in memory (the maps are written as K volumes), in place where the resized tensor is new."""
+        """Maps (B, K, S, S) in 0..1 -> (B, K, h, w) uint8 0..255 on the slice grid, one map after another in
+        memory (they are written as K volumes); quantised in place, as nothing reads the maps afterwards."""
         restored = restore_from_square_tensor(maps.contiguous(), (self.height, self.width), "image")
         return restored.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
 

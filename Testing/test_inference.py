@@ -1,121 +1,44 @@
 """Whole-volume inference: agreement with a slice-by-slice reference, the fast path's accuracy,
 geometry, progress and cancel, bounded memory, GPU fallbacks and clear refusals.
 
-All on a tiny model (32², a few channels) with random weights, except that the segmenter is fitted
-for a few dozen steps to the phantom's regions, so that its labels are as decisive as a trained
-model's (random logits are near-ties everywhere and would make label agreement meaningless).
+All on the oblique phantom and its tiny model with a fitted segmenter (``inference_phantom``). The
+device pipeline's own tests (buffers copied back from a device, run on the CPU) are in
+``test_device_pipeline.py``.
 """
 import copy
 import dataclasses
+import os
 
-import fixtures
 import numpy as np
 import pytest
 import torch
 from fixtures import TINY_ARCHITECTURE, TINY_NORMALIZATION
+from inference_phantom import fitted_tiny_model, oblique_phantom, psnr, reference_translation, tiny_card
 
 from sasan import bundle
 from sasan.bundle import SASANModel
-from sasan.card import ModelCard
 from sasan.config import crop_from_dict
 from sasan.data.crop import crop_region, crop_volume
 from sasan.data.geometry import (
     fit_to_square,
-    from_slice_stack,
     restore_from_square,
-    restore_from_square_tensor,
     slicing_axis,
     to_slice_stack,
 )
-from sasan.data.preprocess import IntensityMap, denormalize, fit_intensity_map, normalize
+from sasan.data.preprocess import fit_intensity_map, normalize
 from sasan.data.slices import context_stack
 from sasan.data.volume import Volume
-from sasan.inference import InferenceError, TranslationCancelled, translate_volume
+from sasan.inference import InferenceError, TranslationCancelled, translate_volume, volume_run
 from sasan.inference import translation as inference_translation
 from sasan.inference.fast_modules import InstanceNorm, optimize_for_inference
 from sasan.inference.postprocess import keep_largest_foreground_component
 from sasan.inference.prepared import PreparedNetworks
 from sasan.inference.slicewise import context_indices, segment_slices
 from sasan.inference.window import SliceWindow
+from sasan.runtime import free_cpu_cores
 
 TINY = TINY_ARCHITECTURE
 CT_NORM, MR_NORM = TINY_NORMALIZATION["CT"], TINY_NORMALIZATION["MR"]
-LABELS = [{"name": "liver", "value": 1, "color": [1.0, 0.0, 0.0]}, {"name": "spleen", "value": 2, "color": [0.0, 1.0, 0.0]}]
-
-
-def tiny_card(**changes) -> ModelCard:
-    """The shared tiny card with this file's two structures."""
-    return fixtures.tiny_card(**{"labels": LABELS, **changes})
-
-
-def oblique_phantom() -> tuple[Volume, np.ndarray]:
-    """CT-like volume (z 7, y 13, x 10; anisotropic, oblique, axes permuted so that axial slicing is
-    along the array's last axis) with two regions of their own HU, and its region labels."""
-    k, j, i = np.mgrid[0:7, 0:13, 0:10].astype(np.float32)
-    labels = np.zeros(k.shape, np.uint8)
-    labels[((i - 3.5) / 3.0) ** 2 + ((j - 4.0) / 3.5) ** 2 + ((k - 3.0) / 3.0) ** 2 < 1.0] = 1
-    labels[((i - 6.0) / 2.5) ** 2 + ((j - 9.0) / 3.0) ** 2 + ((k - 3.0) / 2.5) ** 2 < 1.0] = 2
-    hu = np.choose(labels, [-50.0, 150.0, 320.0]).astype(np.float32)
-    hu += np.random.default_rng(1).normal(0.0, 5.0, hu.shape).astype(np.float32)
-    angle = np.deg2rad(12.0)
-    tilt = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-    permutation = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]])  # i -> S, j -> L, k -> P
-    volume = Volume(hu, spacing=(2.5, 0.7, 1.3), origin=(-12.0, 40.5, 7.25), direction=tilt @ permutation)
-    return volume, labels
-
-
-def reference_translation(volume: Volume, model: SASANModel, source: str, target: str):
-    """The slow, obvious way: stock fp32 networks, one slice at a time, numpy geometry helpers.
-
-    Returns (translated, labels, maps (K, z, y, x) in 0..1, translated square stack (n, S, S))."""
-    card = model.card
-    axis = slicing_axis(volume, card.slicing_axis)
-    stack = to_slice_stack(volume.array, axis)
-    count, height, width = stack.shape
-    source_map = fit_intensity_map(volume.array, card.normalization_config(source))
-    target_map = IntensityMap.from_dict(card.reference(target))
-    normalized = normalize(stack, source_map)
-    squares, images, maps_out = [], [], []
-    with torch.no_grad():
-        for index in range(count):
-            x = torch.from_numpy(fit_to_square(context_stack(normalized, index, card.context), card.image_size, "image"))
-            maps, _ = model.attention(source)(x[None])
-            centre = model.generator(source, target)(x[None], maps)[0, card.context // 2].numpy()
-            squares.append(centre)
-            images.append(denormalize(restore_from_square(centre[None], (height, width), "image")[0], target_map))
-            maps_out.append(restore_from_square_tensor(maps, (height, width), "image")[0].numpy())
-        squares = np.stack(squares)
-        labels = []
-        for index in range(count):
-            x = torch.from_numpy(context_stack(squares, index, card.context))[None]
-            logits = restore_from_square_tensor(model.segmenter(target)(x), (height, width), "image")
-            labels.append(logits.argmax(dim=1)[0].numpy().astype(np.uint8))
-    maps_volume = np.stack([from_slice_stack(np.stack(maps_out)[:, k], axis) for k in range(len(maps_out[0]))])
-    return (from_slice_stack(np.stack(images), axis), from_slice_stack(np.stack(labels), axis), maps_volume, squares)
-
-
-def _fit_segmenter(model: SASANModel, volume: Volume, labels: np.ndarray) -> None:
-    """300 Adam steps teaching the MR segmenter the phantom's regions on its translations.
-
-    Training mode also moves the batch norms' running statistics away from (0, 1), so folding them
-    into the convolutions is really exercised."""
-    squares = reference_translation(volume, model, "CT", "MR")[3]
-    axis = slicing_axis(volume, model.card.slicing_axis)
-    targets = torch.from_numpy(fit_to_square(to_slice_stack(labels, axis), model.card.image_size, "label")).long()
-    inputs = torch.stack([torch.from_numpy(context_stack(squares, i, 3)) for i in range(len(squares))])
-    # Class weights 1/sqrt(frequency) and 300 steps: unweighted with 150 steps, 4 of 12 seeds here (and
-    # seed 0 under torch 2.11 on an H100 machine) never labelled the small region; this way 16 of 16 do.
-    weights = torch.bincount(targets.ravel(), minlength=3).clamp(min=1).float().rsqrt()
-    segmenter = model.segmenter("MR")
-    optimizer = torch.optim.Adam(segmenter.parameters(), lr=2e-2)
-    segmenter.train()
-    for _ in range(300):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(segmenter(inputs), targets, weight=weights / weights.sum()).backward()
-        optimizer.step()
-    segmenter.eval()
-    for parameter in segmenter.parameters():
-        parameter.requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +48,7 @@ def phantom():
 
 @pytest.fixture(scope="module")
 def tiny_model(phantom):
-    torch.manual_seed(0)
-    card = tiny_card()
-    networks = bundle.expected_networks(card)
-    for module in networks.values():
-        module.eval()
-    model = SASANModel(card, networks)
-    _fit_segmenter(model, *phantom)
-    return model
+    return fitted_tiny_model(*phantom)
 
 
 @pytest.fixture(scope="module")
@@ -143,11 +59,6 @@ def reference(tiny_model, phantom):
 @pytest.fixture(scope="module")
 def fp32_result(tiny_model, phantom):
     return translate_volume(phantom[0], tiny_model, "MR", device="cpu", precision="fp32", threads=1)
-
-
-def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    data_range = float(reference.max() - reference.min())
-    return float(10 * np.log10(data_range ** 2 / np.mean((reference.astype(np.float64) - test) ** 2)))
 
 
 def test_the_phantom_slices_along_its_last_array_axis(phantom):
@@ -308,7 +219,7 @@ def test_segmenter_window_stays_bounded(tiny_model, monkeypatch):
             super().__init__(*args, **kwargs)
             windows.append(self)
 
-    monkeypatch.setattr(inference_translation, "SliceWindow", RecordingWindow)
+    monkeypatch.setattr(volume_run, "SliceWindow", RecordingWindow)
     long_volume = Volume(np.random.default_rng(0).normal(100, 80, (40, 9, 11)).astype(np.float32))
     result = translate_volume(long_volume, tiny_model, "MR", device="cpu", batch_size=2, attention=False)
     (window,) = windows
@@ -414,6 +325,23 @@ def test_one_way_model_refuses_the_other_direction(tiny_model, phantom):
         translate_volume(phantom[0], one_way, "MR")
 
 
+def test_a_translation_uses_the_cores_it_is_given_whatever_the_load(tiny_model, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 7.0, 7.0))  # other processes keep every core busy
+    volume = Volume(np.linspace(-100, 300, 2 * 6 * 5, dtype=np.float32).reshape(2, 6, 5))
+    before = torch.get_num_threads()
+    assert translate_volume(volume, tiny_model, "MR", device="cpu", attention=False).threads == 3
+    assert translate_volume(volume, tiny_model, "MR", device="cpu", attention=False, threads=1).threads == 1
+    assert torch.get_num_threads() == before
+    assert free_cpu_cores() == 1  # what the demo's training runs, which share the machine on purpose, go by
+
+
+def test_the_seconds_are_split_into_phases(fp32_result):
+    timings = fp32_result.timings
+    assert set(timings) == {"prepare", "slices", "finish"} and min(timings.values()) >= 0
+    assert sum(timings.values()) == pytest.approx(fp32_result.seconds, abs=1e-6)
+
+
 def test_cuda_without_a_gpu_is_refused(tiny_model, phantom, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(InferenceError, match="no GPU available"):
@@ -428,6 +356,24 @@ def test_cuda_without_a_gpu_is_refused(tiny_model, phantom, monkeypatch):
 def test_unusable_volumes_are_refused(tiny_model, array, message):
     with pytest.raises(InferenceError, match=message):
         translate_volume(Volume(array), tiny_model, "MR", segment=False)
+
+
+def test_arrays_torch_cannot_share_translate_like_their_plain_copies(tiny_model, phantom):
+    volume = phantom[0]
+    ct = volume.array.astype(np.int16)
+    backwards = np.ascontiguousarray(ct[::-1])[::-1]  # the same values, a negative stride
+    read_only = ct.copy()
+    read_only.flags.writeable = False
+    big_endian = ct.astype(">i2")
+
+    def translated(array):
+        result = translate_volume(volume.with_array(array), tiny_model, "MR", device="cpu", precision="fp32", threads=1)
+        return [result.translated.array, result.segmentation.array, *(m.array for m in result.attention)]
+
+    expected = translated(ct)
+    for array in (backwards, read_only, big_endian):
+        for got, wanted in zip(translated(array), expected):
+            np.testing.assert_array_equal(got, wanted)
 
 
 def test_a_single_slice_volume_translates(tiny_model):

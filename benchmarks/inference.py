@@ -5,11 +5,14 @@
     .venv/bin/python -m benchmarks.inference --device cuda   # on a GPU machine
 
 Naive path: the stock networks, eager fp32, one slice per batch, ``torch.no_grad``. Ours: the engine
-``translate_volume`` uses (rewritten modules, bf16 where the hardware has it, channels-last). Per network
-and for the whole per-slice path: median ms per slice of ``--repeats`` runs after a warm-up, the ratio,
-and the achieved GFLOP/s against the machine's fp32 and bf16 matmul peaks measured here. Agreement
-of the two paths on a synthetic CT slice; then a whole 512 x 512 x N CT volume translated, segmented
-and with attention maps, in a fresh process so that its peak RSS is its own.
+``translate_volume`` uses (rewritten modules, bf16 where the hardware has it, channels-last). First the
+headline, ``--rounds`` alternating rounds of: the bf16 matmul peak, the naive full path (attention,
+generator, U-Net) on one slice, ours on one slice, and ours as ``translate_volume`` runs it (the marginal
+time per slice of a 512² CT, reading, resampling and writing included); each round's GFLOP/s over that
+round's peak, the median of the rounds, and whether it reaches 80 % of the peak. Then per network: median
+ms per slice of ``--repeats`` alternating runs, the ratio, and GFLOP/s. Agreement of the two paths on a
+synthetic CT slice; then a whole 512 x 512 x N CT volume translated, segmented and with attention maps, in a
+fresh process so that its peak RSS is its own (``benchmarks.inference_volume``), with its seconds per phase.
 
 Prints a Markdown report and writes it into benchmarks/RESULTS.md (one section per device kind,
 replaced on each run). This is a script, not a test.
@@ -18,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import logging
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.inference_volume import (
+    compare_with_cpu,
+    image_psnr,
+    marginal_ms_per_slice,
+    peak_rss_mb,
+    run_in_subprocess,
+    synthetic_ct,
+)
 from sasan import bundle
 from sasan.bundle import SASANModel
 from sasan.card import ModelCard
@@ -42,15 +51,23 @@ from sasan.data.geometry import fit_to_square
 from sasan.data.preprocess import IntensityMap, normalize
 from sasan.data.slices import context_stack
 from sasan.data.volume import Volume
-from sasan.inference import translate_volume
 from sasan.inference.prepared import prepare_networks
 from sasan.models.translator import translate
-from sasan.runtime import default_batch_size, free_cpu_cores, precision_name, resolve_device, resolve_precision
+from sasan.runtime import (
+    available_cpu_cores,
+    default_batch_size,
+    precision_name,
+    resolve_device,
+    resolve_precision,
+)
 
 log = logging.getLogger("benchmarks.inference")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 CT_WINDOW = [-1000.0, 1000.0]
 LABELS = ["LV myocardium", "LA blood", "LV blood", "ascending aorta"]
+PEAK_GOAL = 0.8  # of the bf16 matmul peak, for the whole path on the CPU
+GPU_COMPUTE_GOAL_S = 1.0  # the 512 x 512 x 300 CT on a GPU, file I/O apart
+RSS_GOAL_MB = 2048
 
 
 def paper_card(image_size: int) -> ModelCard:
@@ -72,26 +89,6 @@ def paper_model(image_size: int, seed: int = 0) -> SASANModel:
     for module in networks.values():
         module.eval()
     return SASANModel(card, networks)
-
-
-def synthetic_ct(slices: int, size: int, seed: int = 0) -> Volume:
-    """int16 HU: an elliptic body (fat rim, muscle), lungs, a bright spine and contrast-filled heart, noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
-    array = np.empty((slices, size, size), np.int16)
-    for k in range(slices):
-        t = k / max(slices - 1, 1) - 0.5
-        image = np.full((size, size), -1000.0, np.float32)
-        body = (x / 0.45) ** 2 + (y / 0.33) ** 2 < 1.0
-        image[body] = -100.0
-        image[(x / 0.42) ** 2 + (y / 0.30) ** 2 < 1.0] = 40.0
-        for side in (-1, 1):
-            image[((x - side * 0.18) / 0.13) ** 2 + (y / (0.2 - 0.1 * abs(t))) ** 2 < 1.0] = -850.0
-        image[((x - 0.04) / 0.11) ** 2 + ((y + 0.02 - 0.05 * t) / 0.09) ** 2 < 1.0] = 300.0
-        image[(x / 0.04) ** 2 + ((y - 0.22) / 0.04) ** 2 < 1.0] = 700.0
-        image += rng.normal(0.0, 15.0, image.shape).astype(np.float32)
-        array[k] = np.clip(image, -1024, 3071).astype(np.int16)
-    return Volume(array, spacing=(0.7, 0.7, 1.5))
 
 
 def sync(device: torch.device) -> None:
@@ -127,16 +124,45 @@ def paired_median_seconds(first: Callable[[], object], second: Callable[[], obje
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-def matmul_peaks(device: torch.device) -> dict[str, float]:
-    """GFLOP/s of a large square matmul in fp32 and bf16 (TF32 off: true fp32)."""
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """GFLOP/s of a large square matmul in ``dtype`` (TF32 off: true fp32), the median of three."""
     size = 8192 if device.type == "cuda" else 2048
-    peaks = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a = torch.randn(size, size, device=device, dtype=dtype)
-        b = torch.randn(size, size, device=device, dtype=dtype)
-        seconds = min(median_seconds(lambda: a @ b, device, 3) for _ in range(2))
-        peaks[name] = 2 * size ** 3 / seconds / 1e9
-    return peaks
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    return 2 * size ** 3 / median_seconds(lambda: a @ b, device, 3) / 1e9
+
+
+def matmul_peaks(device: torch.device) -> dict[str, float]:
+    """The better of two ``matmul_peak`` measurements in fp32 and in bf16."""
+    return {name: max(matmul_peak(device, dtype) for _ in range(2))
+            for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+
+
+def full_path_rounds(model: SASANModel, naive_full: Callable[[], object], our_full: Callable[[], object],
+                     device: torch.device, gflop: float, args: argparse.Namespace) -> dict:
+    """``args.rounds`` rounds, each timing in turn: the bf16 and fp32 matmul peaks, the naive and our full path on
+    one slice, and ours as ``translate_volume`` runs it (marginal ms per slice); every round's share of its own
+    bf16 peak (and of the higher of its two peaks: on a CPU without a fast bf16 path that is fp32's)."""
+    samples: dict[str, list[float]] = {"peak": [], "fp32_peak": [], "naive_ms": [], "networks_ms": [],
+                                       "translate_ms": []}
+    for index in range(args.rounds):
+        samples["peak"].append(matmul_peak(device, torch.bfloat16))
+        samples["fp32_peak"].append(matmul_peak(device, torch.float32))
+        samples["naive_ms"].append(1000 * median_seconds(naive_full, device, 1, warmup=0))
+        samples["networks_ms"].append(1000 * median_seconds(our_full, device, 1, warmup=0))
+        samples["translate_ms"].append(marginal_ms_per_slice(model, str(device), args.in_plane, args.round_slices,
+                                                             threads=args.threads, precision=args.precision))
+        log.info("  round %d: bf16 peak %.0f, fp32 peak %.0f GFLOP/s; naive %.0f ms, ours %.0f ms, translate_volume "
+                 "%.0f ms per slice", index + 1, *(samples[key][-1] for key in samples))
+    summary = {key: statistics.median(values) for key, values in samples.items()}
+    best = [max(pair) for pair in zip(samples["peak"], samples["fp32_peak"])]
+    for key in ("naive_ms", "networks_ms", "translate_ms"):
+        speeds = [gflop / (ms / 1000) for ms in samples[key]]
+        summary[key.replace("_ms", "_share")] = statistics.median(v / p for v, p in zip(speeds, samples["peak"]))
+        summary[key.replace("_ms", "_best_share")] = statistics.median(v / p for v, p in zip(speeds, best))
+    summary["speed-up"] = statistics.median(n / t for n, t in zip(samples["naive_ms"], samples["translate_ms"]))
+    summary.update(rounds=args.rounds, gflop=gflop, slices=args.round_slices, in_plane=args.in_plane)
+    return summary
 
 
 def slice_input(volume: Volume, image_size: int, index: int) -> torch.Tensor:
@@ -187,12 +213,6 @@ def our_calls(engine, x: torch.Tensor) -> dict[str, Callable[[], object]]:
     return {name: torch.inference_mode()(call) for name, call in calls.items()}
 
 
-def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    data_range = float(reference.max() - reference.min())
-    error = float(np.mean((reference.astype(np.float64) - test) ** 2))
-    return float("inf") if error == 0 else 10 * np.log10(data_range ** 2 / error)
-
-
 def agreement(model: SASANModel, engine, volume: Volume, image_size: int) -> dict[str, float]:
     """Translated centre slices (PSNR over the naive output's range) and segmenter labels (fraction equal)
     of naive vs ours on a few slices of the synthetic CT; ``model`` runs on the engine's device."""
@@ -209,7 +229,8 @@ def agreement(model: SASANModel, engine, volume: Volume, image_size: int) -> dic
             our_images.append(ours[:, 1].cpu().numpy())
             our_labels.append(engine.segment(ours).argmax(1).cpu().numpy())
     labels_equal = float(np.mean(np.concatenate(naive_labels) == np.concatenate(our_labels)))
-    return {"psnr_db": psnr(np.concatenate(naive_images), np.concatenate(our_images)), "labels_equal": labels_equal}
+    return {"psnr_db": image_psnr(np.concatenate(naive_images), np.concatenate(our_images)),
+            "labels_equal": labels_equal}
 
 
 def profile_ours(engine, x: torch.Tensor, rows: int = 12) -> str:
@@ -223,58 +244,6 @@ def profile_ours(engine, x: torch.Tensor, rows: int = 12) -> str:
         sync(engine.device)
     key = "self_cuda_time_total" if engine.device.type == "cuda" else "self_cpu_time_total"
     return profiler.key_averages().table(sort_by=key, row_limit=rows)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. Linux: VmHWM, which (unlike ru_maxrss) does not inherit the
-    parent's peak across fork + exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def volume_run(args: argparse.Namespace) -> dict:
-    """Translate + segment + attention maps of a 512² x N CT in this process; returns timings and peak RSS."""
-    volume = synthetic_ct(args.slices, args.in_plane)
-    rss_before = peak_rss_mb()
-    result = translate_volume(volume, args.model_file, "MR", device=args.device, precision=args.precision,
-                              threads=args.threads, batch_size=args.batch_size)
-    peak = peak_rss_mb()
-    summary = {"seconds": result.seconds, "ms_per_slice": 1000 * result.seconds / args.slices, "peak_rss_mb": peak,
-               "rss_before_mb": rss_before, "device": result.device, "precision": result.precision,
-               "batch_size": result.batch_size, "threads": result.threads, "notes": result.notes,
-               "input_mb": volume.array.nbytes / 2 ** 20}
-    if result.device.startswith("cuda"):
-        summary["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
-    return summary
-
-
-def run_volume_in_subprocess(args: argparse.Namespace, model_file: Path) -> dict:
-    command = [sys.executable, __file__, "--volume-only", "--model-file", str(model_file), "--slices", str(args.slices),
-               "--in-plane", str(args.in_plane), "--device", args.device, "--precision", args.precision]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
-    if args.batch_size:
-        command += ["--batch-size", str(args.batch_size)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
-
-
-def compare_with_cpu(model: SASANModel, device: str, slices: int, in_plane: int) -> dict[str, float]:
-    """translate_volume of the same small CT on the CPU in fp32 and on ``device`` (automatic precision)."""
-    volume = synthetic_ct(slices, in_plane, seed=1)
-    reference = translate_volume(volume, model, "MR", device="cpu", precision="fp32")
-    other = translate_volume(volume, model, "MR", device=device)
-    maps_difference = max(int(np.abs(a.array.astype(np.int16) - b.array).max())
-                          for a, b in zip(reference.attention, other.attention))
-    return {"slices": slices, "in_plane": in_plane, "device": other.device, "precision": other.precision,
-            "psnr_db": psnr(reference.translated.array, other.translated.array),
-            "labels_equal": float(np.mean(reference.segmentation.array == other.segmentation.array)),
-            "attention_max_difference": maps_difference}
 
 
 def cpu_model_name() -> str:
@@ -295,6 +264,7 @@ def markdown(report: dict) -> str:
              f"load average {r['load_before']:.2f} before, {r['load_after']:.2f} after"
              + (" (shared, busy machine: timings drift, compare within this run)" if r["busy"] else ""), "",
              f"Matmul peaks measured here: fp32 {r['peaks']['fp32']:.0f} GFLOP/s, bf16 {r['peaks']['bf16']:.0f} GFLOP/s.",
+             *rounds_lines(r["rounds"]),
              "", "| network | GFLOP/slice | naive ms/slice | ours ms/slice | naive/ours | naive GFLOP/s | ours GFLOP/s |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in r["networks"].items():
@@ -312,18 +282,52 @@ def markdown(report: dict) -> str:
         lines += ["", f"translate_volume on {c['device']} ({c['precision']}) vs CPU fp32, {c['in_plane']}²x{c['slices']} "
                   f"CT: translated PSNR {c['psnr_db']:.1f} dB, labels {100 * c['labels_equal']:.2f} % equal, "
                   f"attention maps differ by at most {c['attention_max_difference']} of 255."]
-    v = r.get("volume")
-    if v:
-        lines += ["", f"Whole volume {r['in_plane']}x{r['in_plane']}x{r['slices']} int16 CT ({v['input_mb']:.0f} MB) "
-                  f"-> translated + segmented + {r['num_maps']} attention maps: {v['seconds']:.1f} s "
-                  f"({v['ms_per_slice']:.0f} ms/slice) on {v['device']} ({v['precision']}, batch {v['batch_size']}, "
-                  f"{v['threads']} thread(s)); peak RSS {v['peak_rss_mb']:.0f} MB (target <= 2048 MB)"
-                  + (f"; GPU peak {v['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in v else "")
-                  + (f"; notes: {'; '.join(v['notes'])}" if v["notes"] else "") + "."]
+    if r.get("volume"):
+        lines += ["", volume_line(r["volume"], r)]
     if r.get("profile"):
         lines += ["", "Where our full path spends its time (torch.profiler, one slice):", "", "```",
                   r["profile"].rstrip(), "```"]
     return "\n".join(lines) + "\n"
+
+
+def rounds_lines(rounds: dict) -> list[str]:
+    """The headline: the full path's medians over alternating rounds, against each round's bf16 peak."""
+    if not rounds:
+        return []
+    r, share = rounds, rounds["translate_share"]
+    verdict = "reached" if share >= PEAK_GOAL else f"not reached: {100 * (PEAK_GOAL - share):.0f} points short"
+    return ["", f"Full path ({r['gflop']:.0f} GFLOP a slice), medians of {r['rounds']} alternating rounds, each "
+            f"against the bf16 matmul peak measured in it (median {r['peak']:.0f} GFLOP/s): naive eager fp32 "
+            f"{r['naive_ms']:.0f} ms per slice ({100 * r['naive_share']:.0f} % of the bf16 peak); ours, networks "
+            f"alone, {r['networks_ms']:.0f} ms ({100 * r['networks_share']:.0f} %); ours as `translate_volume` runs "
+            f"it (marginal time per slice over {r['slices']} slices of a {r['in_plane']}² CT, resampling and "
+            f"writing included) {r['translate_ms']:.0f} ms, **{100 * share:.0f} % of the bf16 peak** "
+            f"({r['speed-up']:.2f}x the naive path). Goal >= {100 * PEAK_GOAL:.0f} % of the peak: {verdict}."
+            + ("" if r["fp32_peak"] <= r["peak"] else
+               f" The fp32 matmul peak (median {r['fp32_peak']:.0f} GFLOP/s) is the higher one on this CPU: bf16 is "
+               f"not its fast path, and against the higher peak ours reaches {100 * r['translate_best_share']:.0f} % "
+               f"(networks alone {100 * r['networks_best_share']:.0f} %, naive {100 * r['naive_best_share']:.0f} %).")]
+
+
+def volume_line(v: dict, r: dict) -> str:
+    """The whole volume in a process of its own: seconds per phase of each run, peak RSS, and the goals."""
+    runs = []
+    for index, run in enumerate(v["runs"]):
+        name = "first run (CUDA starts)" if len(v["runs"]) > 1 and index == 0 else \
+            ("second run" if len(v["runs"]) > 1 else "one run")
+        runs.append(f"{name} {run['seconds']:.1f} s = prepare {run['prepare']:.1f} + slices {run['slices']:.2f} + "
+                    f"finish {run['finish']:.2f} s ({1000 * run['compute'] / r['slices']:.1f} ms/slice of compute)")
+    compute = v["runs"][-1]["compute"]
+    goals = [f"peak RSS {v['peak_rss_mb']:.0f} MB (goal <= {RSS_GOAL_MB} MB: "
+             f"{'met' if v['peak_rss_mb'] <= RSS_GOAL_MB else 'not met'})"]
+    if v["device"].startswith("cuda"):
+        goals.insert(0, f"compute {compute:.2f} s (goal <= {GPU_COMPUTE_GOAL_S:.0f} s: "
+                        f"{'met' if compute <= GPU_COMPUTE_GOAL_S else 'not met'})")
+        goals.append(f"GPU peak {v['gpu_peak_mb']:.0f} MB")
+    return (f"Whole volume {r['in_plane']}x{r['in_plane']}x{r['slices']} int16 CT ({v['input_mb']:.0f} MB) -> "
+            f"translated + segmented + {r['num_maps']} attention maps on {v['device']} ({v['precision']}, batch "
+            f"{v['batch_size']}, {v['threads']} thread(s)), in a process of its own: {'; '.join(runs)}; "
+            + "; ".join(goals) + (f"; notes: {'; '.join(v['notes'])}" if v["notes"] else "") + ".")
 
 
 def write_section(text: str, header: str, path: Path = RESULTS) -> None:
@@ -343,10 +347,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="default: the free cores")
+    parser.add_argument("--threads", type=int, default=None, help="default: the cores this process may use")
     parser.add_argument("--batch-size", type=int, default=None, help="ours; default: automatic")
     parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="alternating runs per network")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the full path (0 skips them)")
+    parser.add_argument("--round-slices", type=int, default=16,
+                        help="slices translate_volume adds per round, for its marginal time (GPU: e.g. 192)")
     parser.add_argument("--slices", type=int, default=300, help="whole-volume run; 0 skips it")
     parser.add_argument("--in-plane", type=int, default=512)
     parser.add_argument("--batch-sweep", default="1,2,4", help="batch sizes of ours to time (GPU: e.g. 1,8,32)")
@@ -354,19 +361,12 @@ def main() -> None:
                         help="also run translate_volume on SLICES slices on the CPU (fp32) and on --device and compare")
     parser.add_argument("--profile", action="store_true", help="add a torch.profiler table of our full path")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
-    parser.add_argument("--volume-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--model-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
-    if args.volume_only:
-        torch.set_num_threads(args.threads or free_cpu_cores())
-        print(json.dumps(volume_run(args)))
-        return
-
     load_before = os.getloadavg()[0]
     device = resolve_device(args.device)
-    threads = args.threads or free_cpu_cores()
+    threads = args.threads or available_cpu_cores()
     torch.set_num_threads(threads)
     dtype = resolve_precision(args.precision, device)
     model = paper_model(args.image_size)
@@ -389,6 +389,11 @@ def main() -> None:
         naive_seconds, our_seconds = paired_median_seconds(naive[name], ours[name], device, args.repeats)
         rows[name] = {"gflop": flops[name] / 1e9, "naive_ms": 1000 * naive_seconds, "ours_ms": 1000 * our_seconds}
         log.info("  %s: naive %.0f ms, ours %.0f ms", name, rows[name]["naive_ms"], rows[name]["ours_ms"])
+    rounds = {}
+    if args.rounds:
+        log.info("%d alternating rounds: bf16 peak, naive, ours, translate_volume (+%d slices)", args.rounds,
+                 args.round_slices)
+        rounds = full_path_rounds(model, naive["full path"], ours["full path"], device, flops["full path"] / 1e9, args)
     sweep = {}
     for batch in (int(b) for b in args.batch_sweep.split(",")):
         with torch.inference_mode():
@@ -403,7 +408,7 @@ def main() -> None:
         else f"{cpu_model_name()}, {os.cpu_count()} cores",
         "precision": precision_name(dtype), "threads": threads, "image_size": args.image_size,
         "batch": args.batch_size or default_batch_size(device, args.image_size, dtype),
-        "peaks": peaks, "networks": rows, "batch_sweep": sweep,
+        "peaks": peaks, "rounds": rounds, "networks": rows, "batch_sweep": sweep,
         "agreement": agreement(model.to(device), engine, ct, args.image_size),
         "num_maps": model.card.model_config.num_maps, "slices": args.slices, "in_plane": args.in_plane,
         "profile": profile_ours(engine, x_device) if args.profile else "",
@@ -418,7 +423,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             model_file = bundle.save(Path(folder) / "paper.safetensors", model.card, model.networks)
             log.info("whole volume: %dx%dx%d", args.in_plane, args.in_plane, args.slices)
-            report["volume"] = run_volume_in_subprocess(args, model_file)
+            report["volume"] = run_in_subprocess(model_file, args.slices, args.in_plane, args.device, args.precision,
+                                                 args.threads, args.batch_size)
     report["load_before"], report["load_after"] = load_before, os.getloadavg()[0]
     report["busy"] = device.type == "cpu" and max(load_before, report["load_after"]) > 0.5
     text = markdown(report)

@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--attention", help="also write the attention maps into this folder")
     translate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     translate.add_argument("--batch-size", type=int, help="slices per batch (default: from free memory)")
-    translate.add_argument("--threads", type=int, help="CPU threads (default: the free cores)")
+    translate.add_argument("--threads", type=int, help="CPU threads (default: every core this process may use)")
     translate.add_argument("--overwrite", action="store_true", help="replace existing output files")
     translate.add_argument("--quiet", action="store_true", help="no progress bar")
     translate.add_argument("--progress-lines", action="store_true",

@@ -6,8 +6,12 @@ Choices measured on a 2-core AMD EPYC (Zen 4, AVX512-bf16, no AMX) at 256², pap
 bf16 convolutions run at about 200 GFLOP/s against about 80 for fp32, so bf16 is the CPU default
 where the CPU has native bf16 dot products (``avx512_bf16`` or ``amx_bf16``); elsewhere emulated bf16
 is slower than fp32, so fp32. One image per batch is the CPU default (larger batches were not faster
-per slice); on a GPU the batch is sized from free memory. Threads default to the cores not already
-busy: on a shared machine, more threads than free cores run several times slower.
+per slice); on a GPU the batch is sized from free memory. Threads default to the cores this process
+may run on (``available_cpu_cores``): a translation uses what it is given. ``free_cpu_cores`` (those
+cores minus the machine's load) is for callers that share the machine on purpose, such as the demo's
+training runs: measured on 2 cores, 2 torch threads beside another busy process ran slower than 1, but
+the load average lags and also counts short-lived work, so a translation guessing from it kept one
+thread while a second core was there for it, at half the speed.
 """
 from __future__ import annotations
 
@@ -98,12 +102,17 @@ def precision_name(dtype: torch.dtype) -> str:
     return next(name for name, value in _DTYPES.items() if value == dtype)
 
 
-def free_cpu_cores() -> int:
-    """Cores available to this process minus the current one-minute load of the machine (at least 1)."""
+def available_cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity, so a container's or ``taskset``'s limit counts)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
+        return os.cpu_count() or 1
+
+
+def free_cpu_cores() -> int:
+    """``available_cpu_cores`` minus the current one-minute load of the machine (at least 1)."""
+    cores = available_cpu_cores()
     try:
         load = os.getloadavg()[0]
     except OSError:
@@ -113,10 +122,10 @@ def free_cpu_cores() -> int:
 
 @contextlib.contextmanager
 def torch_threads(threads: Optional[int]) -> Iterator[int]:
-    """Run the block with ``threads`` intra-op threads (default: the free cores); restore afterwards."""
+    """Run the block with ``threads`` intra-op threads (default: ``available_cpu_cores``); restore afterwards."""
     if threads is not None and threads < 1:
         raise DeviceError(f"threads must be a positive integer; got {threads}")
-    wanted = threads or free_cpu_cores()
+    wanted = threads or available_cpu_cores()
     previous = torch.get_num_threads()
     torch.set_num_threads(wanted)
     try:

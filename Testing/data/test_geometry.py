@@ -5,6 +5,7 @@ import torch
 
 from sasan.data.geometry import (
     fit_to_square,
+    fit_to_square_tensor,
     from_slice_stack,
     restore_from_square,
     restore_from_square_tensor,
@@ -64,6 +65,18 @@ def test_fit_pads_the_short_side_symmetrically_with_the_slice_minimum():
     squared_labels = fit_to_square(labels, 3, "label")
     assert squared_labels.dtype == np.uint8
     np.testing.assert_array_equal(squared_labels[0], [[1, 2, 0], [3, 4, 0], [5, 6, 0]])
+
+
+@pytest.mark.parametrize("size", [4, 6, 9])
+def test_a_square_slice_needs_no_padding_and_comes_back_as_a_new_tensor(size):
+    square = torch.randn(2, 3, 6, 6)
+    before = square.clone()
+    got = fit_to_square_tensor(square, size, "image")
+    expected = square if size == 6 else torch.nn.functional.interpolate(square, size=(size, size), mode="bilinear",
+                                                                          align_corners=False)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    got.add_(1.0)
+    torch.testing.assert_close(square, before, rtol=0, atol=0)  # the input is left as it was
 
 
 @pytest.mark.parametrize("shape,size", [((6, 4), 12), ((6, 4), 18), ((5, 7), 14), ((3, 3), 9)])

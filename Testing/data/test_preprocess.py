@@ -1,8 +1,10 @@
-"""Intensity maps: hand-worked percentile and window cases, exact inverse, degenerate volumes, the card form."""
+"""Intensity maps: hand-worked percentile and window cases, exact inverse, degenerate volumes, the card form,
+and the tensor versions that inference runs on its device."""
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from sasan.config import NormalizationConfig
 from sasan.data.preprocess import (
@@ -10,8 +12,10 @@ from sasan.data.preprocess import (
     NormalizationError,
     average_intensity_map,
     denormalize,
+    denormalize_tensor,
     fit_intensity_map,
     normalize,
+    normalize_tensor,
 )
 
 PERCENTILE = NormalizationConfig(method="percentile", percentiles=[2.0, 98.0])
@@ -75,6 +79,26 @@ def test_coinciding_percentiles_fall_back_to_the_full_range():
     imap = fit_intensity_map(array, PERCENTILE)
     assert (imap.low, imap.high) == (0.0, 50.0)
     assert normalize(np.array([50.0]), imap)[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
+@pytest.mark.parametrize("imap", [IntensityMap("window", -1000.0, 1000.0),
+                                  IntensityMap("percentile", 13.7, 911.3, mean=300.0, std=150.0)])
+def test_the_tensor_versions_compute_the_numpy_values_bit_for_bit(imap, dtype):
+    array = np.random.default_rng(0).normal(400, 900, size=(3, 17, 19)).astype(dtype)
+    original = array.copy()
+    normalized = normalize_tensor(torch.from_numpy(array), imap)
+    assert normalized.dtype == torch.float32 and np.array_equal(normalized.numpy(), normalize(array, imap))
+    assert np.array_equal(array, original)  # the input is left as it was (float32 converts to itself)
+    beyond = normalized * 1.2  # the inverse clips what lies past [-1, 1]
+    assert np.array_equal(denormalize_tensor(beyond, imap).numpy(), denormalize(beyond.numpy(), imap))
+    assert np.array_equal(beyond.numpy(), normalized.numpy() * np.float32(1.2))
+
+
+def test_integer_volumes_fit_without_a_float_copy_and_alike():
+    ct = np.random.default_rng(1).integers(-1024, 3071, size=(4, 6, 7)).astype(np.int16)
+    for config in (PERCENTILE, NormalizationConfig(method="window", window=[-200.0, 400.0])):
+        assert fit_intensity_map(ct, config) == fit_intensity_map(ct.astype(np.float32), config)
 
 
 def test_refuses_non_finite_volumes():

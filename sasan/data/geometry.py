@@ -66,13 +66,15 @@ def restore_from_square(stack: np.ndarray, shape: tuple[int, int], mode: str) ->
 
 
 def fit_to_square_tensor(tensor: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """``fit_to_square`` for a float tensor ``(n, c, h, w)`` on any device -> ``(n, c, size, size)``."""
+    """``fit_to_square`` for a float tensor ``(n, c, h, w)`` on any device -> a new tensor ``(n, c, size, size)``."""
     interpolation = _interpolation(mode)
     _check_batch(tensor)
     if size < 1:
         raise ValueError(f"the square size must be positive; got {size}")
     height, width = tensor.shape[-2:]
     side = max(height, width)
+    if height == width:  # nothing to pad (padding a 512² CT slab cost two passes over it); always a new tensor
+        return _resize(tensor, (size, size), interpolation) if side != size else tensor.clone()
     top, left = (side - height) // 2, (side - width) // 2
     if interpolation == "bilinear":
         fill = tensor.amin(dim=(-2, -1), keepdim=True)

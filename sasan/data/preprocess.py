@@ -5,7 +5,9 @@ deviation of the clipped volume, then map the z-scored range [zlow, zhigh] linea
 ``window``: clip to a fixed window [low, high] (CT in HU) and map it linearly onto [-1, 1].
 
 Both are affine on [low, high], so ``denormalize(normalize(x))`` gives back every value inside the
-clip range (to float32 precision); values outside come back as the nearer bound.
+clip range (to float32 precision); values outside come back as the nearer bound. ``normalize_tensor`` and
+``denormalize_tensor`` are the same float32 arithmetic, step for step, on a tensor on any device (inference
+keeps its slices on the GPU); on the CPU they give the numpy functions' values bit for bit.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 import numpy as np
+import torch
 
 from sasan.config import NormalizationConfig
 
@@ -82,14 +85,16 @@ def fit_intensity_map(
         values = values[mask.astype(bool)]
     if values.size == 0:
         raise NormalizationError("cannot fit an intensity map: no voxels (empty volume or mask)")
-    values = values.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(values)):
-        raise NormalizationError("cannot fit an intensity map: the volume has NaN or infinite voxels")
+    if not np.issubdtype(values.dtype, np.integer):  # integers are finite: a CT needs no float copy for a window
+        values = values.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(values)):
+            raise NormalizationError("cannot fit an intensity map: the volume has NaN or infinite voxels")
     if config.method == "window":
         low, high = (float(v) for v in config.window)
         return IntensityMap("window", low, high)
     if config.method != "percentile":
         raise NormalizationError(f"unknown normalisation method {config.method!r}; expected one of {METHODS}")
+    values = values.astype(np.float32, copy=False)
     low, high = (float(v) for v in np.percentile(values, config.percentiles))
     if high <= low:
         coincide_at = low
@@ -121,6 +126,19 @@ def denormalize(array: np.ndarray, imap: IntensityMap) -> np.ndarray:
     """Map [-1, 1] back to original units (values beyond [-1, 1] are clipped first); float32."""
     scaled = np.clip(np.asarray(array, dtype=np.float32), -1.0, 1.0)
     return (scaled + np.float32(1.0)) * np.float32((imap.high - imap.low) / 2.0) + np.float32(imap.low)
+
+
+def normalize_tensor(tensor: torch.Tensor, imap: IntensityMap) -> torch.Tensor:
+    """``normalize`` of a real-valued tensor on its own device: a new float32 tensor (the input is untouched)."""
+    scaled = tensor.to(torch.float32).clamp(imap.low, imap.high)  # clamp makes the copy the steps below work in
+    scaled.sub_(imap.low).mul_(2.0 / (imap.high - imap.low)).sub_(1.0)
+    return scaled.clamp_(-1.0, 1.0)
+
+
+def denormalize_tensor(tensor: torch.Tensor, imap: IntensityMap) -> torch.Tensor:
+    """``denormalize`` of a tensor in [-1, 1] on its own device: a new float32 tensor (the input is untouched)."""
+    scaled = tensor.to(torch.float32).clamp(-1.0, 1.0)
+    return scaled.add_(1.0).mul_((imap.high - imap.low) / 2.0).add_(imap.low)
 
 
 def average_intensity_map(maps: list[IntensityMap]) -> IntensityMap:

@@ -1,14 +1,14 @@
 """Translate (and segment) a whole volume, slice by slice, onto the input's exact voxel grid.
 
 The volume is first cropped in-plane as the card's ``crop`` for the source modality asks (the results
-are pasted back onto the whole grid afterwards). Per batch of slices along the model's slicing axis:
-normalise the source slices with an intensity map fitted to the (cropped) volume (the card's recipe for
-the source modality), build the 2.5D context stacks (edge slices repeated), pad-and-resize them to the
-model's square, run attention -> generator, keep the centre channel. The translated square slices feed
-the target's segmenter through a rolling window (its input is 2.5D too); logits are resized back
-before the argmax. Everything ends up in arrays on the input's grid, so each result is
-``volume.with_array(...)``. The finished segmentation is cleaned up as the card's ``postprocessing``
-asks (``postprocess``).
+are pasted back onto the whole grid afterwards). ``VolumeRun`` then translates it along the model's slicing
+axis, batch by batch on the networks' device: normalised with an intensity map fitted to the (cropped)
+volume (the card's recipe for the source modality), 2.5D context stacks padded and resized to the model's
+square, attention -> generator, the centre channel resized back and mapped into the target's units; the
+translated square slices feed the target's segmenter through a rolling window (its input is 2.5D too),
+whose logits are resized back before the argmax. Everything ends up in arrays on the input's grid, so each
+result is ``volume.with_array(...)``. The finished segmentation is cleaned up as the card's
+``postprocessing`` asks (``postprocess``).
 
 Progress is reported after every batch and the cancel flag is read before every batch; a cancelled
 run raises ``TranslationCancelled`` and returns nothing. When a GPU runs out of memory the batch is
@@ -29,15 +29,14 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 import numpy as np
-import torch
 
 from sasan import bundle
 from sasan.bundle import SASANModel
 from sasan.card import ModelCard, ModelFileError, request_problem
 from sasan.config import NormalizationConfig
 from sasan.data.crop import crop_region, crop_volume, paste
-from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
-from sasan.data.preprocess import IntensityMap, NormalizationError, denormalize, fit_intensity_map, normalize
+from sasan.data.geometry import slicing_axis
+from sasan.data.preprocess import IntensityMap, NormalizationError, fit_intensity_map
 from sasan.data.volume import Volume
 from sasan.progress import Progress
 from sasan.runtime import (
@@ -49,11 +48,10 @@ from sasan.runtime import (
     torch_threads,
 )
 
-from .errors import InferenceError, TranslationCancelled
+from .errors import InferenceError
 from .postprocess import apply_postprocessing
-from .prepared import PreparedNetworks, prepare_networks
-from .slicewise import context_indices, labels_on_grid
-from .window import SliceWindow
+from .prepared import prepare_networks
+from .volume_run import VolumeRun
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +64,8 @@ class TranslationResult:
     ``segmentation``: uint8 class indices 0..C-1 (``card.labels[i - 1]`` is class ``i``), or None.
     ``attention``: K uint8 volumes, 0..255 for attention 0..1, or None.
     ``device``: where the run finished ("cpu" after a GPU fallback, which ``notes`` then explains).
+    ``timings``: seconds per phase: "prepare" (the model, the checks, the intensity map, the networks on the
+    device), "slices" (the slice loop, until every result is back on the host), "finish" (paste, clean-up).
     """
 
     translated: Volume
@@ -79,6 +79,7 @@ class TranslationResult:
     batch_size: int = 1
     threads: int = 1
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def translate_volume(
@@ -133,10 +134,12 @@ def translate_volume(
         report(0.0, "preparing the networks")
         networks = prepare_networks(model, source, target, torch_device, dtype, segmenter=segment, private=private)
         batch = batch_size or default_batch_size(torch_device, card.image_size, dtype)
-        run = _VolumeRun(work, axis, networks, source_map, target_map, card.image_size, batch,
-                         segment=segment, num_maps=card.model_config.num_maps if attention else 0,
-                         report=report, cancel=cancel)
+        run = VolumeRun(work, axis, networks, source_map, target_map, card.image_size, batch,
+                        segment=segment, num_maps=card.model_config.num_maps if attention else 0,
+                        report=report, cancel=cancel)
+        prepared = time.perf_counter()
         run.execute()
+        looped = time.perf_counter()
     # Outside the crop: the target's darkest intensity (where the model maps background), no class, no attention.
     translated = paste(region, run.translated, target_map.low)
     segmentation = None if run.segmentation is None else paste(region, run.segmentation, 0)
@@ -144,7 +147,9 @@ def translate_volume(
     if segmentation is not None:
         apply_postprocessing(segmentation, card.postprocessing)
 
-    seconds = time.perf_counter() - started
+    finished = time.perf_counter()
+    seconds = finished - started
+    timings = {"prepare": prepared - started, "slices": looped - prepared, "finish": finished - looped}
     log.info("translated %d slices %s -> %s on %s (%s, batch %d, %d threads) in %.1f s", run.count, source,
              target, run.networks.device, precision_name(run.networks.dtype), run.batch, used_threads, seconds)
     return TranslationResult(
@@ -153,6 +158,7 @@ def translate_volume(
         attention=[volume.with_array(m) for m in maps] if maps is not None else None,
         source=source, target=target, device=str(run.networks.device), seconds=seconds,
         precision=precision_name(run.networks.dtype), batch_size=run.batch, threads=used_threads, notes=run.notes,
+        timings=timings,
     )
 
 
@@ -190,114 +196,3 @@ def _reference_map(card: ModelCard, target: str) -> IntensityMap:
         return IntensityMap.from_dict(card.reference(target))
     except NormalizationError as error:
         raise InferenceError(f"the model card's reference intensities for {target} are malformed: {error}") from None
-
-
-class _VolumeRun:
-    """One translation's state: the prepared networks, the batch size, the output arrays and the progress count."""
-
-    def __init__(self, volume: Volume, axis: int, networks: PreparedNetworks, source_map: IntensityMap,
-                 target_map: IntensityMap, image_size: int, batch: int, *, segment: bool, num_maps: int,
-                 report: Progress, cancel: Optional[Callable[[], bool]]) -> None:
-        self.source = to_slice_stack(volume.array, axis)
-        self.count, self.height, self.width = self.source.shape
-        self.axis = axis
-        self.networks = networks
-        self.source_map, self.target_map = source_map, target_map
-        self.image_size = image_size
-        self.half = networks.context // 2
-        self.batch = batch
-        self.report, self.cancel = report, cancel
-        self.notes: list[str] = []
-        # Outputs in the input's array order; the slice-order views below write straight into them.
-        self.translated = np.empty(volume.shape, np.float32)
-        self.segmentation = np.empty(volume.shape, np.uint8) if segment else None
-        self.attention = [np.empty(volume.shape, np.uint8) for _ in range(num_maps)] if num_maps else None
-        self.window = SliceWindow(self.count, networks.context) if segment else None
-        self.done, self.total = 0, self.count * (2 if segment else 1)
-
-    @torch.inference_mode()
-    def execute(self) -> None:
-        translated = segmented = 0
-        while translated < self.count:
-            self._check_cancel()
-            translated = self._translate_batch(translated)
-            if self.window is not None:
-                segmented = self._segment_ready(segmented)
-
-    def _check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel():
-            raise TranslationCancelled("translation cancelled; no result was produced")
-
-    def _advance(self, slices: int, message: str) -> None:
-        self.done += slices
-        self.report(self.done / self.total, message)
-
-    def _translate_batch(self, start: int) -> int:
-        """Translate slices ``start ..`` (one batch); returns one past the last translated slice."""
-        shape = (self.height, self.width)
-        while True:
-            end = min(self.count, start + self.batch)
-            try:
-                centre, maps = self.networks.translate(self._source_stacks(start, end))
-                images = restore_from_square_tensor(centre, shape, "image")[:, 0].cpu().numpy()
-                attention = None
-                if self.attention is not None:
-                    restored = restore_from_square_tensor(maps, shape, "image")
-                    attention = restored.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu().numpy()
-                break
-            except torch.OutOfMemoryError:
-                if not self._recover_from_out_of_memory():
-                    raise
-        to_slice_stack(self.translated, self.axis)[start:end] = denormalize(images, self.target_map)
-        if attention is not None:
-            for index, maps_volume in enumerate(self.attention):
-                to_slice_stack(maps_volume, self.axis)[start:end] = attention[:, index]
-        if self.window is not None:
-            self.window.add(centre[:, 0])
-        self._advance(end - start, f"translated {end} of {self.count} slices")
-        return end
-
-    def _source_stacks(self, start: int, end: int) -> torch.Tensor:
-        """Normalised, squared 2.5D stacks of slices ``start .. end - 1`` -> (B, context, S, S) on the device."""
-        low, high = max(0, start - self.half), min(self.count, end + self.half)
-        slab = torch.from_numpy(normalize(self.source[low:high], self.source_map)).to(self.networks.device)
-        indices = context_indices(start, end, self.count, self.networks.context) - low
-        stacks = slab[torch.from_numpy(indices).to(self.networks.device)]
-        return fit_to_square_tensor(stacks, self.image_size, "image")
-
-    def _segment_ready(self, start: int) -> int:
-        """Segment full batches of slices whose context is translated (all the rest at the end)."""
-        shape = (self.height, self.width)
-        while start < self.window.ready_until():
-            ready = self.window.ready_until()
-            if ready - start < self.batch and ready < self.count:
-                break
-            self._check_cancel()
-            end = min(ready, start + self.batch)
-            try:
-                labels = labels_on_grid(self.networks.segment(self.window.stacks(start, end)), shape).cpu().numpy()
-            except torch.OutOfMemoryError:
-                if not self._recover_from_out_of_memory():
-                    raise
-                continue
-            to_slice_stack(self.segmentation, self.axis)[start:end] = labels
-            start = end
-            self.window.release_before(start)
-            self._advance(len(labels), f"segmented {end} of {self.count} slices")
-        return start
-
-    def _recover_from_out_of_memory(self) -> bool:
-        """Halve the batch, or at one slice per batch move to the CPU; False when nothing is left to try."""
-        if self.networks.device.type == "cuda":
-            torch.cuda.empty_cache()
-        if self.batch > 1:
-            self.batch //= 2
-            log.warning("GPU out of memory: retrying with %d slices per batch", self.batch)
-            return True
-        if self.networks.device.type == "cpu":
-            return False
-        message = f"{self.networks.device} ran out of memory even at one slice per batch; finished on the CPU"
-        log.warning(message)
-        self.notes.append(message)
-        self.networks = self.networks.moved_to_cpu()
-        return True

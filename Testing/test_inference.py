@@ -435,3 +435,24 @@ def test_largest_foreground_component_by_hand():
     np.testing.assert_array_equal(labels, expected)
     with pytest.raises(ValueError, match="3D"):
         keep_largest_foreground_component(np.zeros((4, 4), np.uint8))
+
+
+@pytest.mark.parametrize("bf16_faster, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_precision_on_the_cpu_follows_the_measured_speed_not_the_cpu_flag(monkeypatch, bf16_faster, expected):
+    import sasan.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_bf16_is_faster", lambda: bf16_faster)
+    assert runtime.resolve_precision("auto", torch.device("cpu")) == expected
+    assert runtime.resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16  # asked for: given
+
+
+def test_the_bf16_speed_probe_is_skipped_without_the_instructions(monkeypatch):
+    import sasan.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    runtime.cpu_bf16_is_faster.cache_clear()
+    try:
+        assert runtime.cpu_bf16_is_faster() is False
+    finally:
+        runtime.cpu_bf16_is_faster.cache_clear()

@@ -16,8 +16,10 @@ thread while a second core was there for it, at half the speed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import time
 from typing import Iterator, Optional
 
 import torch
@@ -81,6 +83,34 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_is_faster() -> bool:
+    """Whether bf16 convolutions outrun fp32 ones on this CPU, measured once per process (about 50 ms).
+
+    The ``avx512_bf16`` flag alone does not say it: on an AMD EPYC (Zen 4) bf16 ran the networks 2-3x faster
+    than fp32, while on an Intel Xeon VM with the same flag and no AMX, bf16 convolutions ran at 0.55-0.65x
+    fp32's speed (2026-12-03, benchmarks/RESULTS.md). Alternating rounds, the best of each, and bf16 must win
+    by 10 % so that noise does not choose it."""
+    if not cpu_has_native_bf16():
+        return False
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).eval()
+    probe = torch.randn(1, 64, 48, 48)
+    best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
+    with torch.no_grad():
+        for _ in range(5):
+            for dtype in best:
+                layer, x = conv.to(dtype), probe.to(dtype)
+                layer(x)  # the first call of a dtype picks its kernels
+                started = time.perf_counter()
+                layer(x)
+                best[dtype] = min(best[dtype], time.perf_counter() - started)
+    faster = best[torch.bfloat16] < 0.9 * best[torch.float32]
+    log.info("bf16 convolutions %s fp32's on this CPU (%.2f ms against %.2f): precision 'auto' uses %s",
+             "outrun" if faster else "do not outrun", 1e3 * best[torch.bfloat16], 1e3 * best[torch.float32],
+             "bf16" if faster else "fp32")
+    return faster
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """The compute dtype for ``precision`` on ``device``; "auto" picks the fastest accurate one."""
     if precision not in PRECISIONS:
@@ -88,7 +118,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "cpu" and cpu_has_native_bf16():
+        if device.type == "cpu" and cpu_bf16_is_faster():
             return torch.bfloat16
         return torch.float32
     if precision == "fp16" and device.type == "cpu":

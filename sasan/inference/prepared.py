@@ -16,7 +16,7 @@ from torch import nn
 
 from sasan.bundle import SASANModel
 from sasan.models.translator import translate
-from sasan.runtime import cpu_has_native_bf16
+from sasan.runtime import cpu_bf16_is_faster
 
 from .fast_modules import optimize_for_inference
 
@@ -53,8 +53,8 @@ class PreparedNetworks:
         return stack.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
 
     def moved_to_cpu(self) -> "PreparedNetworks":
-        """The same networks on the CPU (bf16 where the CPU has it natively, else fp32)."""
-        dtype = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+        """The same networks on the CPU (bf16 where it is faster there, else fp32)."""
+        dtype = torch.bfloat16 if cpu_bf16_is_faster() else torch.float32
         device = torch.device("cpu")
         modules = [_place(module, device, dtype) if module is not None else None
                    for module in (self.attention, self.generator, self.segmenter)]

@@ -10,6 +10,9 @@ before the argmax. Everything ends up in arrays on the input's grid, so each res
 ``volume.with_array(...)``. The finished segmentation is cleaned up as the card's ``postprocessing``
 asks (``postprocess``).
 
+Before the networks run, the input is compared with the model's training scans (``sasan.domain``): the
+result's ``domain.warning`` says, in one sentence, when it does not look like them.
+
 Progress is reported after every batch and the cancel flag is read before every batch; a cancelled
 run raises ``TranslationCancelled`` and returns nothing. When a GPU runs out of memory the batch is
 halved and retried; at one slice per batch the run continues on the CPU and says so in ``notes``.
@@ -39,6 +42,7 @@ from sasan.data.crop import crop_region, crop_volume, paste
 from sasan.data.geometry import fit_to_square_tensor, restore_from_square_tensor, slicing_axis, to_slice_stack
 from sasan.data.preprocess import IntensityMap, NormalizationError, denormalize, fit_intensity_map, normalize
 from sasan.data.volume import Volume
+from sasan.domain.check import DomainCheck, check_domain
 from sasan.progress import Progress
 from sasan.runtime import (
     DeviceError,
@@ -66,6 +70,8 @@ class TranslationResult:
     ``segmentation``: uint8 class indices 0..C-1 (``card.labels[i - 1]`` is class ``i``), or None.
     ``attention``: K uint8 volumes, 0..255 for attention 0..1, or None.
     ``device``: where the run finished ("cpu" after a GPU fallback, which ``notes`` then explains).
+    ``domain``: whether the input looks like the model's training scans (``sasan.domain``); its ``warning``
+    is one sentence for the user, or None.
     """
 
     translated: Volume
@@ -79,6 +85,7 @@ class TranslationResult:
     batch_size: int = 1
     threads: int = 1
     notes: list[str] = field(default_factory=list)
+    domain: DomainCheck = field(default_factory=lambda: DomainCheck(checked=False))
 
 
 def translate_volume(
@@ -124,6 +131,7 @@ def translate_volume(
         crop, normalization = card.crop(source), card.normalization_config(source)
     except ModelFileError as error:
         raise InferenceError(str(error)) from None
+    domain = check_domain(volume, card, source)  # its own cheap pass over a few slices (sasan.domain)
     region = crop_region(volume, crop, axis)
     work = crop_volume(volume, region)
     source_map = _fit_source_map(work, normalization, source)
@@ -153,6 +161,7 @@ def translate_volume(
         attention=[volume.with_array(m) for m in maps] if maps is not None else None,
         source=source, target=target, device=str(run.networks.device), seconds=seconds,
         precision=precision_name(run.networks.dtype), batch_size=run.batch, threads=used_threads, notes=run.notes,
+        domain=domain,
     )
 
 

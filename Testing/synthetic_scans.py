@@ -3,12 +3,18 @@
 A head: scalp, a bone ring, brain inside, its cross-section shrinking towards the vertex. A chest: a fat
 layer, muscle, two air-filled lungs, a heart and a spine. CT in HU; the head MR is T1-like (bright scalp
 fat, dark skull, grey brain) in arbitrary units. Each seed changes the size, position and noise.
+``head_domain`` fingerprints them as a model card's ``domain``.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from sasan.card import ModelCard
+from sasan.data.geometry import slicing_axis
+from sasan.data.preprocess import fit_intensity_map
 from sasan.data.volume import Volume
+from sasan.domain.fingerprint import MAX_SLICES, build_fingerprint
+from sasan.domain.volumes import prepared_profiles
 
 SHAPE = (12, 48, 48)  # (z, y, x)
 SPACING = (4.0, 4.0, 6.0)  # mm: a 19 cm field of view, 7 cm of head
@@ -58,3 +64,18 @@ def chest_ct(seed: int, shape=SHAPE) -> Volume:
     hu[np.hypot((dy - 0.62 * size) / (0.1 * size), dx / (0.1 * size)) < 1] = 600.0  # spine
     hu += rng.normal(0, 12, shape)
     return Volume(hu.astype(np.float32), SPACING)
+
+
+def head_domain(card: ModelCard) -> dict:
+    """A card's ``domain`` for ``card``'s normalisation: three synthetic heads per modality make the fingerprint,
+    two more validate it."""
+    def profiles(volume: Volume, modality: str, limit=None):
+        intensity = fit_intensity_map(volume.array, card.normalization_config(modality))
+        return prepared_profiles(volume, slicing_axis(volume, "axial"), intensity, limit)
+
+    modalities = {}
+    for modality, make in (("CT", head_ct), ("MR", head_mr)):
+        fingerprint = build_fingerprint([profiles(make(seed), modality) for seed in range(3)],
+                                        [profiles(make(seed), modality, MAX_SLICES) for seed in (3, 4)])
+        modalities[modality] = {"description": f"head {modality}", "fingerprint": fingerprint.to_dict()}
+    return {"body_region": "head", "modalities": modalities}

@@ -12,37 +12,19 @@ import logging
 import numpy as np
 import pytest
 from fixtures import tiny_card, write_tiny_model
-from synthetic_scans import chest_ct, head_ct, head_mr
+from synthetic_scans import chest_ct, head_ct, head_domain, head_mr
 
 from sasan import cli
 from sasan.card import FINGERPRINT_KEYS, ModelCard, ModelFileError
 from sasan.config import config_from_dict
 from sasan.data.geometry import slicing_axis
 from sasan.data.io import write_volume
-from sasan.data.preprocess import fit_intensity_map
 from sasan.data.volume import Volume
 from sasan.domain.check import check_domain
-from sasan.domain.fingerprint import PRESENCE, Fingerprint, build_fingerprint, tissue_profiles
+from sasan.domain.fingerprint import PRESENCE, Fingerprint, tissue_profiles
 from sasan.domain.from_run import domain_from_run
-from sasan.domain.volumes import prepared_profiles
 
 HEAD_CT = "the input does not look like the head CT scans this model was trained on"
-
-
-def profiles(volume: Volume, card: ModelCard, modality: str, limit=None) -> np.ndarray:
-    return prepared_profiles(volume, slicing_axis(volume, "axial"),
-                             fit_intensity_map(volume.array, card.normalization_config(modality)), limit)
-
-
-def head_domain(card: ModelCard) -> dict:
-    """Fingerprints of three synthetic heads per modality, two more heads validating each."""
-    makers = {"CT": head_ct, "MR": head_mr}
-    modalities = {}
-    for modality, make in makers.items():
-        fingerprint = build_fingerprint([profiles(make(seed), card, modality) for seed in range(3)],
-                                        [profiles(make(seed), card, modality, 16) for seed in (3, 4)])
-        modalities[modality] = {"description": f"head {modality}", "fingerprint": fingerprint.to_dict()}
-    return {"body_region": "head", "modalities": modalities}
 
 
 @pytest.fixture(scope="module")

@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "added to the training images (the paper's 'w/ aug.')")
     segmenter.set_defaults(handler=_train_segmenter)
 
-    export = commands.add_parser("export", help="write a run's networks and model card as a model file")
+    export = commands.add_parser("export", help="write a run's networks and model card as a model file (with the "
+                                 "fingerprint of the run's training scans, when they can be read, for the input check)")
     export.add_argument("run_dir")
     export.add_argument("-o", "--output", required=True)
     export.add_argument("--segmenter-run", help="take the target U-Net from this run folder")

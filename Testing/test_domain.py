@@ -11,11 +11,12 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 from fixtures import tiny_card, write_tiny_model
 from synthetic_scans import chest_ct, head_ct, head_domain, head_mr
 
 from sasan import cli
-from sasan.card import FINGERPRINT_KEYS, ModelCard, ModelFileError
+from sasan.card import CARD_KEY, FINGERPRINT_KEYS, ModelCard, ModelFileError, read_safetensors_metadata
 from sasan.config import config_from_dict
 from sasan.data.geometry import slicing_axis
 from sasan.data.io import write_volume
@@ -179,3 +180,27 @@ def test_sasan_translate_prints_one_warning_line_and_reports_it(tmp_path, head_c
     assert status == 0 and warnings == [f"warning: {report['warning']}"] and report["warning"].startswith(HEAD_CT)
     assert (tmp_path / "chest_mr.nii.gz").is_file()
     assert report["input_check"]["ratio"] > report["input_check"]["margin"] == 2.0
+
+
+def test_the_fingerprint_script_rewrites_only_the_card(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from scripts import model_fingerprint
+
+    write_heads(tmp_path / "data", range(4))
+    config = tmp_path / "heads.yaml"
+    domains = {name: {"modality": modality, "layout": "folder", "root": f"data/{modality}",
+                      "labelled": modality == "MR"} for name, modality in (("source", "CT"), ("target", "MR"))}
+    config.write_text(json.dumps({"name": "heads", "data": {  # JSON is YAML; the roots relative to the working folder
+        **domains, "body_region": "head", "image_size": 32, "validation_fraction": 0.25,
+        "labels": [{"name": "head", "value": 1, "color": [1.0, 0.5, 0.0]}]}}))
+    model = write_tiny_model(tmp_path / "tiny.safetensors", seed=0)
+    before = load_file(str(model))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["model_fingerprint", str(model), str(config)])
+    model_fingerprint.main()
+    card = ModelCard.from_json(read_safetensors_metadata(model)[CARD_KEY])
+    assert card.domain_description("MR") == "head MR" and "fingerprint" in card.domain["modalities"]["CT"]
+    after = load_file(str(model))
+    assert all(torch.equal(before[name].view(-1).view(torch.uint8), after[name].view(-1).view(torch.uint8))
+               for name in before) and before.keys() == after.keys()

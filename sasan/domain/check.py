@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from sasan.card import ModelCard
+from sasan.data.volume import Volume
 
 from .fingerprint import METHOD, Fingerprint
 from .volumes import volume_profiles
@@ -52,8 +53,8 @@ def fingerprints(card: ModelCard) -> dict[str, Fingerprint]:
     return found
 
 
-def check_domain(volume, card: ModelCard, source: str) -> DomainCheck:
-    """Check ``volume`` (a ``sasan.data.volume.Volume``) given as modality ``source`` against ``card``."""
+def check_domain(volume: Volume, card: ModelCard, source: str) -> DomainCheck:
+    """Check ``volume`` given as modality ``source`` against ``card``'s fingerprints."""
     known = fingerprints(card)
     if source not in known:
         log.info("model %r has no %s fingerprint: the input is not checked against its training scans", card.name,
@@ -73,7 +74,8 @@ def check_domain(volume, card: ModelCard, source: str) -> DomainCheck:
     return DomainCheck(checked=True, warning=warning, ratio=ratio, margin=claimed.margin)
 
 
-def _reason(volume, card: ModelCard, source: str, ratio: float, known: dict[str, Fingerprint]) -> Optional[str]:
+def _reason(volume: Volume, card: ModelCard, source: str, ratio: float,
+            known: dict[str, Fingerprint]) -> Optional[str]:
     """Why the input is out of the model's domain, or None when it is not."""
     if ratio == float("inf"):
         return "no slice holds enough of a body to compare"
@@ -86,14 +88,14 @@ def _reason(volume, card: ModelCard, source: str, ratio: float, known: dict[str,
     return None
 
 
-def _ratio(volume, card: ModelCard, modality: str, fingerprint: Fingerprint) -> float:
+def _ratio(volume: Volume, card: ModelCard, modality: str, fingerprint: Fingerprint) -> float:
     """The input read as ``modality``: its score over the farthest validation scan's (inf without a body slice)."""
     profiles = volume_profiles(volume, card.normalization_config(modality), card.crop(modality), card.slicing_axis,
                                fingerprint)
     return fingerprint.ratio(profiles) if len(profiles) else float("inf")
 
 
-def _other_modality(volume, card: ModelCard, source: str, known: dict[str, Fingerprint]) -> Optional[str]:
+def _other_modality(volume: Volume, card: ModelCard, source: str, known: dict[str, Fingerprint]) -> Optional[str]:
     """"its intensities look like MR" when the input, read as another modality of the model, lies within that
     modality's validation scans."""
     for other, fingerprint in known.items():

@@ -5,7 +5,7 @@ training volume and an input are profiled alike whatever their voxel order, dire
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -21,9 +21,9 @@ THRESHOLD_SLICES = 64  # Otsu's body threshold is taken over this many evenly sp
 
 
 def prepared_profiles(volume: Volume, axis: int, intensity: IntensityMap, limit: Optional[int],
-                      bin_edges=BIN_EDGES, presence: float = PRESENCE, shells: int = SHELLS) -> np.ndarray:
-    """Profiles ``(n, bins)`` of up to ``limit`` (None: all) body slices of an already cropped ``volume``
-    sliced along array ``axis``, in the units ``intensity`` maps to -1 .. 1; slices in order."""
+                      bin_edges: Sequence[float] = BIN_EDGES, presence: float = PRESENCE, shells: int = SHELLS) -> np.ndarray:
+    """Profiles ``(n, columns)`` (``tissue_profiles``) of up to ``limit`` (None: all) body slices of an already
+    cropped ``volume`` sliced along array ``axis``, in the units ``intensity`` maps to -1 .. 1; slices in order."""
     stack = to_slice_stack(volume.array, axis)
     sample = stack[evenly(len(stack), THRESHOLD_SLICES)]
     threshold = otsu_threshold(own_units(sample, intensity.low, intensity.high))

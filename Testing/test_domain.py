@@ -96,7 +96,7 @@ def test_a_model_without_fingerprint_is_not_checked_and_says_so_in_the_log(caplo
     assert tiny_card().summary()["Input check"].startswith("none")
 
 
-def test_the_card_states_what_it_checks_and_refuses_a_malformed_fingerprint(head_card):
+def test_the_card_states_what_it_checks_and_refuses_a_malformed_fingerprint(head_card, caplog):
     assert head_card.domain_description("CT") == "head CT"
     assert head_card.summary()["Input check"] == (
         "warns when an input does not look like the head CT scans (CT), head MR scans (MR) it was trained on")
@@ -111,6 +111,11 @@ def test_the_card_states_what_it_checks_and_refuses_a_malformed_fingerprint(head
         change(broken["domain"]["modalities"]["CT"]["fingerprint"])
         with pytest.raises(ModelFileError, match=f"domain: modalities.CT.fingerprint: {message}"):
             ModelCard.from_json(json.dumps(broken))
+    later = json.loads(head_card.to_json())
+    later["domain"]["modalities"]["CT"]["fingerprint"] = {"method": "from a later SASAN", "anything": [1, 2]}
+    with caplog.at_level(logging.INFO, logger="sasan.domain"):
+        check = check_domain(chest_ct(0), ModelCard.from_json(json.dumps(later)), "CT")
+    assert not check.checked and "made with method 'from a later SASAN', which this SASAN cannot score" in caplog.text
     broken = json.loads(head_card.to_json())
     broken["domain"]["modalities"]["PET"] = {"description": "head PET"}
     with pytest.raises(ModelFileError, match="domain: modalities must map modalities of this model"):

@@ -45,6 +45,7 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 # fingerprint of its training scans (``sasan.domain.fingerprint`` makes and scores it; the keys are checked here).
 DOMAIN_KEYS = {"body_region", "modalities"}
 DOMAIN_MODALITY_KEYS = {"description", "fingerprint"}
+FINGERPRINT_METHOD = "tissue-layers-1"  # fingerprints of other methods (a later SASAN's) are kept, not checked
 FINGERPRINT_KEYS = {"method", "bin_edges", "shells", "presence", "reference", "spread", "validation_max",
                     "validation", "margin", "slices"}
 FINGERPRINT_VIEWS = {"tissues", "layers"}
@@ -265,7 +266,11 @@ def _fingerprint_problem(fingerprint: object) -> Optional[str]:
         return isinstance(values, list) and len(values) == count and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
-    if not isinstance(fingerprint, dict) or set(fingerprint) != FINGERPRINT_KEYS:
+    if not isinstance(fingerprint, dict) or not isinstance(fingerprint.get("method"), str):
+        return "must be an object naming its method"
+    if fingerprint["method"] != FINGERPRINT_METHOD:
+        return None  # made by another SASAN version: the input check skips it and says so
+    if set(fingerprint) != FINGERPRINT_KEYS:
         return f"needs exactly the keys {sorted(FINGERPRINT_KEYS)}"
     edges, shells = fingerprint["bin_edges"], fingerprint["shells"]
     if not numbers(edges, len(edges) if isinstance(edges, list) else -1) or edges != sorted(edges):
@@ -286,8 +291,8 @@ def _fingerprint_problem(fingerprint: object) -> Optional[str]:
     for key in ("margin", "presence"):
         if not numbers([fingerprint[key]], 1) or fingerprint[key] <= 0:
             return f"{key} must be a positive number"
-    if not isinstance(fingerprint["method"], str) or not isinstance(fingerprint["validation"], str):
-        return "method and validation must be strings"
+    if not isinstance(fingerprint["validation"], str):
+        return "validation must be a string"
     return None
 
 

@@ -25,7 +25,9 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-METHOD = "tissue-layers-1"
+from sasan.card import FINGERPRINT_METHOD
+
+METHOD = FINGERPRINT_METHOD  # named in sasan.card, which checks the fingerprint's form without numpy
 VIEWS = ("tissues", "layers")
 # Inner bin edges in the modality's own units (-1 .. 1 = the model's window or percentile range).
 BIN_EDGES = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)

@@ -150,3 +150,19 @@ def test_a_crop_round_trips_and_a_malformed_one_is_refused(tmp_path):
             tiny_card(normalization={"CT": {**NORM, "crop": bad}, "MR": NORM}).validate()
     with pytest.raises(ModelFileError, match=r"normalization.MR has unknown keys \['cropping'\]"):
         tiny_card(normalization={"CT": NORM, "MR": {**NORM, "cropping": crop}}).validate()
+
+
+def test_replacing_the_card_keeps_the_tensors_bit_for_bit(tmp_path):
+    card = tiny_card()
+    path = bundle.save(tmp_path / "m.safetensors", card, bundle.expected_networks(card), half=True)
+    before = load_file(str(path))
+    stored = read_card(path)
+    bundle.replace_card(path, ModelCard(**{**stored.__dict__, "description": "now with a fingerprint"}))
+    after = load_file(str(path))
+    assert read_card(path).description == "now with a fingerprint"
+    assert before.keys() == after.keys()
+    assert all(before[n].dtype == after[n].dtype and torch.equal(before[n].view(-1).view(torch.uint8),
+                                                                 after[n].view(-1).view(torch.uint8)) for n in before)
+    with pytest.raises(ModelFileError, match="checksum does not match the file's tensors"):
+        bundle.replace_card(path, ModelCard(**{**stored.__dict__, "tensor_sha256": "0" * 64}))
+    assert read_card(path).description == "now with a fingerprint"  # the refused card left the file as it was

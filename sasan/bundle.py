@@ -88,6 +88,23 @@ def save(path: Union[str, Path], card: ModelCard, networks: dict[str, nn.Module]
     return path
 
 
+def replace_card(path: Union[str, Path], card: ModelCard) -> Path:
+    """Rewrite the model file ``path`` with ``card``, its tensors as stored, bit for bit (same names, dtypes and
+    bytes: the card's ``tensor_sha256`` must match them). For cards that learn something after training."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = _read_tensors(path)
+    card.validate()
+    _check_tensors(card, tensors)
+    if card.tensor_sha256 != tensor_digest(tensors):
+        raise ModelFileError(f"{path}: the new card's tensor checksum does not match the file's tensors")
+    with atomic_file(path) as temporary:
+        save_file(tensors, str(temporary), metadata={CARD_KEY: card.to_json()})
+    log.info("rewrote the model card of %s (tensors unchanged)", path)
+    return path
+
+
 def _check_tensors(card: ModelCard, tensors: dict[str, torch.Tensor]) -> None:
     expected = _flatten(expected_networks(card))
     missing = sorted(set(expected) - set(tensors))

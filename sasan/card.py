@@ -3,9 +3,10 @@
 A model file is one ``.safetensors`` file: an 8-byte little-endian header length, a JSON header whose
 ``__metadata__`` holds the card (JSON, under ``sasan_model_card``), then the raw tensors (``sasan.bundle``).
 The card says everything inference needs: directions, architecture, input context, in-plane size,
-normalisation per modality, labels, provenance and a SHA-256 of the tensors. No torch here, so the Slicer
-module can list models, show their cards and say whether a request fits before torch is installed, and
-reading a card never runs code.
+normalisation per modality, labels, provenance and a SHA-256 of the tensors, and what the model was
+trained on (``domain``: a plain description and a fingerprint of the training scans per modality). No
+torch here, so the Slicer module can list models, show their cards and say whether a request fits before
+torch is installed, and reading a card never runs code.
 
 ``request_problem`` is the one answer to "can this model do this request" (the engine raises it as its
 own error, the Slicer module shows it); ``ModelCard.summary`` is the one account of a model for its user.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,14 @@ POSTPROCESSING_OPTIONS: dict[str, type] = {"largest_foreground_component": bool}
 # What a modality's normalization entry may hold; "crop" is optional (older cards take whole slices).
 NORMALIZATION_KEYS = {"config", "reference", "crop"}
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+# The card's ``domain``: what the model was trained on, per modality a plain description ("head CT") and a
+# fingerprint of its training scans (``sasan.domain.fingerprint`` makes and scores it; the keys are checked here).
+DOMAIN_KEYS = {"body_region", "modalities"}
+DOMAIN_MODALITY_KEYS = {"description", "fingerprint"}
+FINGERPRINT_METHOD = "tissue-layers-1"  # fingerprints of other methods (a later SASAN's) are kept, not checked
+FINGERPRINT_KEYS = {"method", "bin_edges", "shells", "presence", "reference", "spread", "validation_max",
+                    "validation", "margin", "slices"}
+FINGERPRINT_VIEWS = {"tissues", "layers"}
 NOT_STATED = "not stated"
 
 
@@ -66,6 +76,7 @@ class ModelCard:
     provenance: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
     postprocessing: dict = field(default_factory=dict)
+    domain: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     tensor_sha256: str = ""
 
@@ -107,6 +118,10 @@ class ModelCard:
         except CropError as error:
             raise ModelFileError(f"the model card's crop for {modality} is malformed: {error}") from None
 
+    def domain_description(self, modality: str) -> str:
+        """What the model's ``modality`` scans were, in plain words ("head CT"); the modality's name if unstated."""
+        return self.domain.get("modalities", {}).get(modality, {}).get("description") or modality
+
     def summary(self) -> dict[str, str]:
         """What a user should know before using the model, as label -> text (one line each)."""
         return {
@@ -122,7 +137,16 @@ class ModelCard:
             "Structures": ", ".join(label["name"] for label in self.labels) or "none",
             "Segmenter for": ", ".join(self.segmenters) or "none",
             "Description": self.description or NOT_STATED,
+            "Input check": self._domain_text(),
         }
+
+    def _domain_text(self) -> str:
+        checked = [m for m in self.modalities
+                   if self.domain.get("modalities", {}).get(m, {}).get("fingerprint")]
+        if not checked:
+            return "none (inputs are not compared with the training scans)"
+        return "warns when an input does not look like the " + ", ".join(
+            f"{self.domain_description(m)} scans ({m})" for m in checked) + " it was trained on"
 
     def _crop_text(self, modality: str) -> str:
         crop = self.crop(modality)
@@ -207,11 +231,69 @@ class ModelCard:
         need(isinstance(self.provenance, dict) and isinstance(self.evaluation, dict),
              "provenance and evaluation must be objects")
         need(isinstance(self.postprocessing, dict), "postprocessing must be an object")
+        problem = _domain_problem(self.domain, self.modalities)
+        need(problem is None, f"domain: {problem}")
         for option, value in self.postprocessing.items():
             known = ", ".join(sorted(POSTPROCESSING_OPTIONS))
             need(option in POSTPROCESSING_OPTIONS, f"unknown postprocessing option {option!r} (known: {known})")
             kind = POSTPROCESSING_OPTIONS[option]
             need(type(value) is kind, f"postprocessing.{option} must be a {kind.__name__}; got {value!r}")
+
+
+def _domain_problem(domain: object, modalities: list[str]) -> Optional[str]:
+    """What is malformed in a card's ``domain`` entry, or None."""
+    if not isinstance(domain, dict) or not set(domain) <= DOMAIN_KEYS:
+        return f"must be an object with keys among {sorted(DOMAIN_KEYS)}"
+    if not isinstance(domain.get("body_region", ""), str):
+        return "body_region must be a string"
+    entries = domain.get("modalities", {})
+    if not isinstance(entries, dict) or not set(entries) <= set(modalities):
+        return "modalities must map modalities of this model to their entries"
+    for modality, entry in entries.items():
+        if not isinstance(entry, dict) or not set(entry) <= DOMAIN_MODALITY_KEYS:
+            return f"modalities.{modality} must be an object with keys among {sorted(DOMAIN_MODALITY_KEYS)}"
+        if not isinstance(entry.get("description", ""), str):
+            return f"modalities.{modality}.description must be a string"
+        if "fingerprint" in entry:
+            problem = _fingerprint_problem(entry["fingerprint"])
+            if problem:
+                return f"modalities.{modality}.fingerprint: {problem}"
+    return None
+
+
+def _fingerprint_problem(fingerprint: object) -> Optional[str]:
+    def numbers(values: object, count: int) -> bool:
+        return isinstance(values, list) and len(values) == count and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+    if not isinstance(fingerprint, dict) or not isinstance(fingerprint.get("method"), str):
+        return "must be an object naming its method"
+    if fingerprint["method"] != FINGERPRINT_METHOD:
+        return None  # made by another SASAN version: the input check skips it and says so
+    if set(fingerprint) != FINGERPRINT_KEYS:
+        return f"needs exactly the keys {sorted(FINGERPRINT_KEYS)}"
+    edges, shells = fingerprint["bin_edges"], fingerprint["shells"]
+    if not numbers(edges, len(edges) if isinstance(edges, list) else -1) or edges != sorted(edges):
+        return "bin_edges must be increasing numbers"
+    for key in ("shells", "slices"):
+        if type(fingerprint[key]) is not int or fingerprint[key] < 1:
+            return f"{key} must be a positive integer"
+    columns = (len(edges) + 1) * (1 + shells)
+    reference = fingerprint["reference"]
+    if not isinstance(reference, list) or not reference or not all(numbers(row, columns) for row in reference):
+        return f"reference must be a non-empty list of profiles of {columns} numbers"
+    if not numbers(fingerprint["spread"], columns) or min(fingerprint["spread"]) <= 0:
+        return f"spread must be {columns} positive numbers"
+    worst = fingerprint["validation_max"]
+    if not isinstance(worst, dict) or set(worst) != FINGERPRINT_VIEWS or not numbers(list(worst.values()), 2) \
+            or min(worst.values()) <= 0:
+        return f"validation_max must give a positive number for each of {sorted(FINGERPRINT_VIEWS)}"
+    for key in ("margin", "presence"):
+        if not numbers([fingerprint[key]], 1) or fingerprint[key] <= 0:
+            return f"{key} must be a positive number"
+    if not isinstance(fingerprint["validation"], str):
+        return "validation must be a string"
+    return None
 
 
 def read_safetensors_metadata(path: Union[str, Path]) -> dict[str, str]:

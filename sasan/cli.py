@@ -3,6 +3,8 @@
 User errors (bad file, bad config, refused overwrite, ...) print one line and exit with status 2; the
 traceback is shown only with ``--debug``. Interrupted runs exit 130, as does a training run stopped on
 request (``sasan.training.stop``: it writes a checkpoint first, so ``--resume`` continues it).
+``sasan translate`` prints one line ``warning: ...`` (on stderr, status still 0) when the input does not look
+like the scans the model was trained on (``sasan.domain``).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from .progress import PROGRESS_PREFIX, Progress
 log = logging.getLogger("sasan")
 
 USAGE_ERROR = 2
+WARNING_PREFIX = "warning:"  # the line `sasan translate` prints when the input does not look like the model's kind
 COMMAND_PLUGINS = "sasan.commands"
 INTERRUPTED = 130
 
@@ -135,17 +138,22 @@ def _translate(args: argparse.Namespace) -> int:
     if args.report:  # last: a report says that every output is complete
         _write_report(Path(args.report), result, Path(args.output), segmentation_file, map_files)
     log.info("translated %s -> %s in %.1f s on %s", args.input, args.output, result.seconds, result.device)
+    if result.domain.warning:  # advice, not an error: the outputs are written and the status stays 0
+        print(f"{WARNING_PREFIX} {result.domain.warning}", file=sys.stderr, flush=True)
     return 0
 
 
 def _write_report(path: Path, result, translated: Path, segmentation: Optional[Path], maps: list[Path]) -> None:
     """A finished translation as JSON, for the process that started it: the device it finished on, the engine's
-    notes (a GPU out of memory, then the CPU), its seconds and the files written (segmentation null without)."""
+    notes (a GPU out of memory, then the CPU), the input check's warning (null when the input looks like the
+    training scans or was not checked) and its numbers, its seconds and the files written (segmentation null
+    without)."""
     from .data.io import write_text
 
     files = {"translated": str(translated), "segmentation": None if segmentation is None else str(segmentation),
              "attention": [str(m) for m in maps]}
-    report = {"device": result.device, "notes": list(result.notes), "seconds": round(result.seconds, 3), "files": files}
+    report = {"device": result.device, "notes": list(result.notes), "warning": result.domain.warning,
+              "input_check": result.domain.to_dict(), "seconds": round(result.seconds, 3), "files": files}
     write_text(path, json.dumps(report, indent=1) + "\n")
 
 
@@ -236,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--progress-lines", action="store_true",
                            help=f"report progress as lines '{PROGRESS_PREFIX} {{JSON}}' on stdout instead of a bar")
     translate.add_argument("--report", help="once the outputs are written, write this JSON file: the device the run "
-                           "finished on, the engine's notes (e.g. a GPU out of memory), seconds, the files written")
+                           "finished on, the engine's notes (e.g. a GPU out of memory), the input check's warning, "
+                           "seconds, the files written")
     translate.set_defaults(handler=_translate)
 
     train = commands.add_parser("train", help="train SASAN from a YAML configuration")
@@ -260,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "added to the training images (the paper's 'w/ aug.')")
     segmenter.set_defaults(handler=_train_segmenter)
 
-    export = commands.add_parser("export", help="write a run's networks and model card as a model file")
+    export = commands.add_parser("export", help="write a run's networks and model card as a model file (with the "
+                                 "fingerprint of the run's training scans, when they can be read, for the input check)")
     export.add_argument("run_dir")
     export.add_argument("-o", "--output", required=True)
     export.add_argument("--segmenter-run", help="take the target U-Net from this run folder")

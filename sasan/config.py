@@ -125,6 +125,9 @@ class DataConfig:
     segmenter_intensity_augment: IntensityAugmentConfig = field(default_factory=IntensityAugmentConfig)
     labels: list[LabelSpec] = field(default_factory=list)
     num_workers: int = 0
+    # What the scans show, in plain words ("head"): the model card describes each modality's training scans
+    # as "<body_region> <modality>" ("head CT"), and the input check names them when it warns.
+    body_region: str = ""
 
 
 @dataclass

@@ -4,7 +4,7 @@
 
 The full demo's MR U-Net and SASAN runs (``Resources/configs/phantom_demo.yaml``, the given training seed),
 on the training subjects of that preset's phantom split, exported in fp16 as one model file with that
-U-Net. Its card's provenance names the phantom and the split, which the quick demo checks before scoring
+U-Net and the fingerprint of the split's training scans (the input check, scaled by its validation subjects). Its card's provenance names the phantom and the split, which the quick demo checks before scoring
 the model on the split's test subjects. Run folders that already hold checkpoints are resumed. About 35
 minutes on one core of a 2-core AMD EPYC (Zen 4).
 """

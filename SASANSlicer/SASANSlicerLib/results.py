@@ -19,7 +19,8 @@ class TranslationOutput:
     """What a run produced, read back from its process; every volume lies on the input's voxel grid.
 
     ``segmentation`` holds the label values of ``labels``; ``attention`` holds uint8 maps (0..255).
-    ``device``: where the run finished; ``notes``: what the engine had to change on the way, for the user.
+    ``device``: where the run finished; ``notes``: what the engine had to change on the way, for the user;
+    ``warning``: the engine's input check, when the input does not look like the model's training scans ("").
     """
 
     image: Volume
@@ -28,11 +29,12 @@ class TranslationOutput:
     attention: list[Volume] = field(default_factory=list)
     device: str = ""
     notes: list[str] = field(default_factory=list)
+    warning: str = ""
 
 
 def add_results_to_scene(input_node, output: TranslationOutput, target: str, output_node=None) -> TranslationNodes:
     """Add the translated volume, segmentation and attention nodes of ``output`` beside ``input_node``; the
-    returned nodes carry the run's device and notes.
+    returned nodes carry the run's device and notes (the input check's warning first).
 
     New nodes are named after the input (``hierarchy``'s names); ``output_node``, if given, receives the
     translated voxels instead of a new node and keeps its name and place (it takes the input's parent
@@ -48,7 +50,8 @@ def add_results_to_scene(input_node, output: TranslationOutput, target: str, out
         raise ValueError("a segmentation came without the structures' names and colours (labels)")
     name = input_node.GetName()
     previous_maps, previous_overview = attention_display.find_attention_nodes(input_node)
-    result = TranslationNodes(volumeNode=output_node, device=output.device, notes=list(output.notes))
+    result = TranslationNodes(volumeNode=output_node, device=output.device, warning=output.warning,
+                              notes=[output.warning, *output.notes] if output.warning else list(output.notes))
     with SceneTransaction(scene):
         if output.segmentation is not None:
             result.segmentationNode = segmentation_node_from_labels(

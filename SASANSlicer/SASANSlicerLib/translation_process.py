@@ -276,7 +276,7 @@ def _on_grid(volume: Volume, reference: Volume, what: str) -> Volume:
 def read_outputs(folder: Path, reference: Volume, labels: list[LabelSpec]) -> TranslationOutput:
     """The outputs ``report.json`` in ``folder`` names, on ``reference``'s exact geometry: the translated volume,
     the segmentation as the label values of ``labels`` (the child writes class indices), the uint8 attention maps;
-    with the device and the engine's notes."""
+    with the device, the engine's notes and its input check's warning."""
     try:
         report = json.loads((Path(folder) / REPORT_FILE).read_text(encoding="utf-8"))
         files = report["files"]
@@ -288,6 +288,7 @@ def read_outputs(folder: Path, reference: Volume, labels: list[LabelSpec]) -> Tr
         maps = [_on_grid(read_volume(path, dtype=None), reference, f"attention map {index}")
                 for index, path in enumerate(files["attention"], start=1)]
         return TranslationOutput(image=image, segmentation=segmentation, labels=labels, attention=maps,
-                                 device=str(report["device"]), notes=[str(note) for note in report["notes"]])
+                                 device=str(report["device"]), notes=[str(note) for note in report["notes"]],
+                                 warning=str(report.get("warning") or ""))  # engines before the input check: none
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
         raise TranslationError(f"the translation's outputs could not be read back ({error})") from None

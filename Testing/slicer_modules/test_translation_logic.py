@@ -26,6 +26,8 @@ psutil = pytest.importorskip("psutil")
 inference = pytest.importorskip("sasan.inference")
 
 import vtk  # noqa: E402
+from fixtures import tiny_card  # noqa: E402
+from fixtures import write_tiny_model as write_model  # noqa: E402
 from SASANSlicerLib import CancelToken, RunCancelled, TranslationLogic, TranslationNodes, environment  # noqa: E402
 from SASANSlicerLib.attention import ATTENTION_COLOR_NODE_IDS, first_color_node_id  # noqa: E402
 from SASANSlicerLib.attention_display import LOW_ATTENTION, attention_choices, find_attention_nodes  # noqa: E402
@@ -40,9 +42,11 @@ from slicer_glue_helpers import (  # noqa: E402
     show_as_sequence_frame,
     write_tiny_model,
 )
+from synthetic_scans import chest_ct, head_domain  # noqa: E402
 
 from sasan.card import read_card  # noqa: E402
 from sasan.data.volume import Volume  # noqa: E402
+from sasan.domain.check import check_domain  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -361,6 +365,19 @@ def test_the_output_volume_receives_the_translation_and_must_not_be_the_input(sc
     assert np.array_equal(ijk_to_ras(output), ijk_to_ras(source))
     assert result.segmentationNode is None and result.attentionNodes == []
     assert node_ids(scene) == before
+
+
+def test_an_input_unlike_the_models_training_scans_is_translated_with_the_engines_warning_shown(scene, tmp_path,
+                                                                                                 private_temp):
+    """The child's input check reaches the user in its own words: first in the status line, first in the notes."""
+    model = write_model(tmp_path / "fingerprinted.safetensors", seed=0, domain=head_domain(tiny_card()))
+    chest = node_from_volume(chest_ct(0), "chest CT", scene)
+    result = TranslationLogic().translate(chest, model, "MR", device="cpu", segment=False, attention=False)
+    engine = check_domain(chest_ct(0), read_card(model), "CT")
+    assert engine.warning.startswith("the input does not look like the head CT scans this model was trained on")
+    assert result.warning == engine.warning and result.notes == [engine.warning]
+    assert result.summary().startswith(f"Warning: {engine.warning}. Done in ")
+    assert list(private_temp.iterdir()) == []
 
 
 def test_progress_text():

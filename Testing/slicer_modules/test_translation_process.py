@@ -51,14 +51,15 @@ def test_the_command_line_runs_the_engines_translate_with_progress_lines_and_a_r
     assert bare.environment["PYTHONPATH"] == str(tmp_path)
 
 
-def write_outputs(folder, translated: Volume, classes: Volume, maps: list, notes: list) -> None:
-    """What ``sasan translate --report`` leaves in ``folder`` (maps as NIfTI: float32 geometry in the header)."""
+def write_outputs(folder, translated: Volume, classes: Volume, maps: list, notes: list, **extra) -> None:
+    """What ``sasan translate --report`` leaves in ``folder`` (maps as NIfTI: float32 geometry in the header);
+    ``extra``: more keys of the report (``warning``)."""
     files = {"translated": folder / "translated.mha", "segmentation": folder / "segmentation.mha",
              "attention": [folder / "attention" / f"attention_{k:02d}.nii.gz" for k in range(1, len(maps) + 1)]}
     for path, volume in [(files["translated"], translated), (files["segmentation"], classes),
                          *zip(files["attention"], maps)]:
         write_volume(volume, path)
-    report = {"device": "cpu", "notes": notes, "seconds": 1.5,
+    report = {"device": "cpu", "notes": notes, "seconds": 1.5, **extra,
               "files": {"translated": str(files["translated"]), "segmentation": str(files["segmentation"]),
                         "attention": [str(path) for path in files["attention"]]}}
     (folder / REPORT_FILE).write_text(json.dumps(report), encoding="utf-8")
@@ -88,6 +89,28 @@ def test_outputs_come_back_on_the_exact_input_geometry_with_label_values_and_the
     nodes = add_results_to_scene(node, output, "MR")
     assert nodes.notes == [FALLBACK] and nodes.device == "cpu"
     assert nodes.summary().endswith(f"2 attention maps. Note: {FALLBACK}.")
+
+
+def test_the_input_checks_warning_leads_the_status_and_the_notes_in_the_engines_words(tmp_path, scene):
+    source = reference()
+    warning = ("the input does not look like the head CT scans this model was trained on (it lies 3.4x further "
+               "from the training scans than any validation scan)")
+    write_outputs(tmp_path, source.with_array(np.zeros(SHAPE, np.float32)),
+                  source.with_array(np.zeros(SHAPE, np.uint8)), [], [FALLBACK], warning=warning)
+    output = read_outputs(tmp_path, source, LABELS)
+    assert output.warning == warning
+    nodes = add_results_to_scene(node_from_volume(source, "CT", scene), output, "MR")
+    assert nodes.warning == warning and nodes.notes == [warning, FALLBACK]
+    assert nodes.summary().startswith(f"Warning: {warning}. Done in ")
+    assert nodes.summary().endswith(f"'CT segmentation'. Note: {FALLBACK}.") and nodes.summary().count(warning) == 1
+
+    # A report of an engine without the input check, or of an input that passed it: no warning.
+    for number, extra in enumerate(({}, {"warning": None})):
+        folder = tmp_path / str(number)
+        folder.mkdir()
+        write_outputs(folder, source.with_array(np.zeros(SHAPE, np.float32)),
+                      source.with_array(np.zeros(SHAPE, np.uint8)), [], [], **extra)
+        assert read_outputs(folder, source, LABELS).warning == ""
 
 
 def test_outputs_off_the_input_grid_or_without_a_report_are_refused(tmp_path):

@@ -89,8 +89,12 @@ def test_poisoned_test_subjects_change_neither_weights_nor_validation_until_the_
     scores = [trainer.validation_scores() for trainer in (clean_trainer, poisoned_trainer)]
     assert set(scores[0]) == {"val/dice_attention_head", "val/dice_segmenter"} and scores[0] == scores[1]
 
-    # The final scoring is the first to read them: the same model scores differently on the poisoned copy.
+    # The model file's input check is made from training and validation scans only: the same fingerprint.
     model = bundle.load(export_run(clean_run, tmp_path / "model.safetensors"))
+    poisoned_card = bundle.load(export_run(poisoned_run, tmp_path / "poisoned.safetensors")).card
+    assert set(model.card.domain["modalities"]) == {"CT", "MR"} and model.card.domain == poisoned_card.domain
+
+    # The final scoring is the first to read them: the same model scores differently on the poisoned copy.
     dice = []
     for root in (clean, poisoned):
         config = folder_config(root)

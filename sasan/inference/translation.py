@@ -10,6 +10,9 @@ whose logits are resized back before the argmax. Everything ends up in arrays on
 result is ``volume.with_array(...)``. The finished segmentation is cleaned up as the card's
 ``postprocessing`` asks (``postprocess``).
 
+Before the networks run, the input is compared with the model's training scans (``sasan.domain``): the
+result's ``domain.warning`` says, in one sentence, when it does not look like them.
+
 Progress is reported after every batch and the cancel flag is read before every batch; a cancelled
 run raises ``TranslationCancelled`` and returns nothing. When a GPU runs out of memory the batch is
 halved and retried; at one slice per batch the run continues on the CPU and says so in ``notes``.
@@ -38,6 +41,7 @@ from sasan.data.crop import crop_region, crop_volume, paste
 from sasan.data.geometry import slicing_axis
 from sasan.data.preprocess import IntensityMap, NormalizationError, fit_intensity_map
 from sasan.data.volume import Volume
+from sasan.domain.check import DomainCheck, check_domain
 from sasan.progress import Progress
 from sasan.runtime import (
     DeviceError,
@@ -66,6 +70,8 @@ class TranslationResult:
     ``device``: where the run finished ("cpu" after a GPU fallback, which ``notes`` then explains).
     ``timings``: seconds per phase: "prepare" (the model, the checks, the intensity map, the networks on the
     device), "slices" (the slice loop, until every result is back on the host), "finish" (paste, clean-up).
+    ``domain``: whether the input looks like the model's training scans (``sasan.domain``); its ``warning``
+    is one sentence for the user, or None.
     """
 
     translated: Volume
@@ -80,6 +86,7 @@ class TranslationResult:
     threads: int = 1
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    domain: DomainCheck = field(default_factory=lambda: DomainCheck(checked=False))
 
 
 def translate_volume(
@@ -125,6 +132,7 @@ def translate_volume(
         crop, normalization = card.crop(source), card.normalization_config(source)
     except ModelFileError as error:
         raise InferenceError(str(error)) from None
+    domain = check_domain(volume, card, source)  # its own cheap pass over a few slices (sasan.domain)
     region = crop_region(volume, crop, axis)
     work = crop_volume(volume, region)
     source_map = _fit_source_map(work, normalization, source)
@@ -159,6 +167,7 @@ def translate_volume(
         source=source, target=target, device=str(run.networks.device), seconds=seconds,
         precision=precision_name(run.networks.dtype), batch_size=run.batch, threads=used_threads, notes=run.notes,
         timings=timings,
+        domain=domain,
     )
 
 

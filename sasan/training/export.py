@@ -1,4 +1,8 @@
-"""Turn a run folder into a model file (``sasan export RUN_DIR -o model.safetensors``)."""
+"""Turn a run folder into a model file (``sasan export RUN_DIR -o model.safetensors``).
+
+The card also gets the fingerprint of the run's training scans (``sasan.domain``), read again from the
+run's data folders; where they cannot be read, the model file has no input check and the log says why.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -11,6 +15,7 @@ from .. import __version__
 from ..bundle import save
 from ..card import ModelCard
 from ..config import RunConfig
+from ..domain.from_run import domain_from_run
 from ..models.translator import segmenter_name
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .networks import ExponentialAverage, SASANNetworks
@@ -82,4 +87,14 @@ def export_run(run_dir: Path, output: Path, *, segmenter_run: Optional[Path] = N
             config.training.segmenter_steps = seg_config.training.segmenter_steps
     segmenters = [target] if segmenter_name(target) in exported else []
     card = build_card(config, Path(run_dir), step, segmenters, description, provenance)
+    card.domain = training_domain(config)
     return save(output, card, exported, half=half, overwrite=overwrite)
+
+
+def training_domain(config: RunConfig) -> dict:
+    """The card's ``domain`` from the run's training and validation scans; ``{}`` when they cannot be read."""
+    try:
+        return domain_from_run(config)
+    except (OSError, ValueError) as error:
+        log.warning("the model file gets no input check: the run's training scans could not be read (%s)", error)
+        return {}

@@ -2,7 +2,9 @@
 
     python -m scripts.head_model.export_model runs/head_ct_mr Resources/Models/head_ct_mr.safetensors
 
-The card asks inference to keep only the largest connected head component of every segmentation
+The card gets the fingerprint of the training scans from the run's data folders (``data/head``) for the input
+check, scaled by held-out quarters of the training CT slab and of Colin27 (the recipe has no validation
+subjects). The card asks inference to keep only the largest connected head component of every segmentation
 (``POSTPROCESSING``): it drops the CT head holder's arcs that the T1 U-Net labels "head". The evaluation
 numbers are added afterwards by ``evaluate.py --write-card``.
 """

@@ -451,8 +451,42 @@ def test_the_bf16_speed_probe_is_skipped_without_the_instructions(monkeypatch):
     import sasan.runtime as runtime
 
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "_bf16_time_ratio", lambda: pytest.fail("measured without the instructions"))
     runtime.cpu_bf16_is_faster.cache_clear()
     try:
         assert runtime.cpu_bf16_is_faster() is False
     finally:
         runtime.cpu_bf16_is_faster.cache_clear()
+
+
+def test_the_bf16_measurement_is_kept_per_machine_so_every_process_agrees(monkeypatch, tmp_path):
+    import json
+
+    import sasan.runtime as runtime
+
+    monkeypatch.setenv("SASAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    ratios = iter([0.5])  # one measurement only: the second process reads it back
+    monkeypatch.setattr(runtime, "_bf16_time_ratio", lambda: next(ratios))
+    record = tmp_path / "cache" / "cpu_precision.json"
+    try:
+        for _ in range(2):
+            runtime.cpu_bf16_is_faster.cache_clear()  # a new process
+            assert runtime.cpu_bf16_is_faster() is True
+        kept = json.loads(record.read_text())
+        assert kept["bf16_time_ratio"] == 0.5 and kept["machine"]["torch"] == torch.__version__
+        # a record of another machine (or torch) is measured again and replaced
+        record.write_text(json.dumps({**kept, "machine": {"cpu": "another CPU", "torch": torch.__version__}}))
+        monkeypatch.setattr(runtime, "_bf16_time_ratio", lambda: 1.4)
+        runtime.cpu_bf16_is_faster.cache_clear()
+        assert runtime.cpu_bf16_is_faster() is False
+        assert json.loads(record.read_text())["machine"] == kept["machine"]
+    finally:
+        runtime.cpu_bf16_is_faster.cache_clear()
+
+
+def test_the_bf16_time_ratio_is_measured_on_real_convolutions():
+    from sasan.runtime import _bf16_time_ratio
+
+    ratio = _bf16_time_ratio(rounds=3)
+    assert 0.05 < ratio < 20  # a real timing ratio, whichever way this CPU leans

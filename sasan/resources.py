@@ -16,6 +16,7 @@ models before torch is installed.
 """
 from __future__ import annotations
 
+import os
 import site
 import sysconfig
 from pathlib import Path
@@ -109,3 +110,9 @@ def check_shipped_preset_data_folders(path: PathLike) -> None:
             raise ValueError(f"data.{key}.root: '{root}' is a relative folder, and '{Path(path).name}' is a preset "
                              "shipped with SASAN, whose folder lies inside the installation; save a copy of the "
                              "preset beside your data (or set an absolute folder) and choose that copy")
+
+
+def cache_folder() -> Path:
+    """Where SASAN keeps what it makes once and reuses (the phantom, this CPU's measured precision):
+    ``$SASAN_CACHE``, default ``~/.cache/sasan``."""
+    return Path(os.environ.get("SASAN_CACHE", "~/.cache/sasan")).expanduser()

@@ -16,13 +16,19 @@ thread while a second core was there for it, at half the speed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import json
 import logging
 import os
+import statistics
 import time
 from typing import Iterator, Optional
 
 import torch
+
+from sasan.atomic import atomic_file
+from sasan.resources import cache_folder
 
 log = logging.getLogger(__name__)
 
@@ -85,30 +91,66 @@ def cpu_has_native_bf16() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def cpu_bf16_is_faster() -> bool:
-    """Whether bf16 convolutions outrun fp32 ones on this CPU, measured once per process (about 50 ms).
+    """Whether bf16 convolutions outrun fp32 ones on this CPU: measured once per machine and torch version,
+    then read back from ``$SASAN_CACHE/cpu_precision.json``.
 
     The ``avx512_bf16`` flag alone does not say it: on an AMD EPYC (Zen 4) bf16 ran the networks 2-3x faster
     than fp32, while on an Intel Xeon VM with the same flag and no AMX, bf16 convolutions ran at 0.55-0.65x
-    fp32's speed (2026-12-03, benchmarks/RESULTS.md). Alternating rounds, the best of each, and bf16 must win
-    by 10 % so that noise does not choose it."""
+    fp32's speed (2026-12-03, benchmarks/RESULTS.md). The answer is kept so that every process on a machine
+    (a Slicer module and its engine child, a test and the CLI it compares with) computes in the same
+    precision whatever the load when it starts."""
     if not cpu_has_native_bf16():
         return False
+    record = cache_folder() / "cpu_precision.json"
+    machine = {"cpu": _cpu_model(), "torch": torch.__version__}
+    try:
+        kept = json.loads(record.read_text())
+        if kept.get("machine") == machine:
+            return bool(kept["bf16_faster"])
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass  # not measured yet here, or an unreadable record: measure
+    ratio = _bf16_time_ratio()
+    faster = ratio < 0.9
+    log.info("bf16 convolutions take %.2fx fp32's time on this CPU: precision 'auto' uses %s", ratio,
+             "bf16" if faster else "fp32")
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(record) as temporary:
+            temporary.write_text(json.dumps({"machine": machine, "bf16_faster": faster, "bf16_time_ratio": ratio}))
+    except OSError as error:
+        log.info("could not keep the precision measurement in %s (%s); it is measured again next time", record,
+                 error)
+    return faster
+
+
+def _bf16_time_ratio(rounds: int = 9) -> float:
+    """The median over alternating rounds of a bf16 convolution's time over the same fp32 one's (about 0.1 s):
+    a ratio measured back to back, so that the machine's drift cancels out, on one thread and in that thread's
+    CPU time, so that it compares arithmetic and not waits for a core that other jobs hold (on 2 busy cores a
+    1 ms convolution took 60 ms of wall time)."""
     conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).eval()
     probe = torch.randn(1, 64, 48, 48)
-    best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
-    with torch.no_grad():
-        for _ in range(5):
-            for dtype in best:
-                layer, x = conv.to(dtype), probe.to(dtype)
-                layer(x)  # the first call of a dtype picks its kernels
-                started = time.perf_counter()
+    layers = {dtype: (copy.deepcopy(conv).to(dtype), probe.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}
+    ratios = []
+    with torch.no_grad(), torch_threads(1):
+        for layer, x in layers.values():
+            layer(x)  # the first call of a dtype picks its kernels
+        for _ in range(rounds):
+            seconds = {}
+            for dtype, (layer, x) in layers.items():
+                started = time.thread_time()
                 layer(x)
-                best[dtype] = min(best[dtype], time.perf_counter() - started)
-    faster = best[torch.bfloat16] < 0.9 * best[torch.float32]
-    log.info("bf16 convolutions %s fp32's on this CPU (%.2f ms against %.2f): precision 'auto' uses %s",
-             "outrun" if faster else "do not outrun", 1e3 * best[torch.bfloat16], 1e3 * best[torch.float32],
-             "bf16" if faster else "fp32")
-    return faster
+                seconds[dtype] = time.thread_time() - started
+            ratios.append(seconds[torch.bfloat16] / seconds[torch.float32])
+    return statistics.median(ratios)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        return ""
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -18,6 +17,7 @@ from sasan.data.layouts import SplitError, Subject, find_subjects, split_subject
 from sasan.data.preprocess import IntensityMap, fit_intensity_map, normalize
 from sasan.data.slices import SliceDataset
 from sasan.data.volume import Volume
+from sasan.resources import cache_folder
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _phantom_root(data: DataConfig, subjects: int) -> Path:
     read the same subjects as far as they overlap."""
     from sasan.data.phantom import PHANTOM_VERSION, write_phantom  # only phantom runs need the generator
 
-    cache = Path(os.environ.get("SASAN_CACHE", "~/.cache/sasan")).expanduser()
+    cache = cache_folder()
     # The generator's version is part of the name, so a changed phantom never reuses a stale cache; so is a
     # profile other than the default (whose folders keep their names).
     profile = "" if data.phantom_profile == "default" else f"-{data.phantom_profile}"

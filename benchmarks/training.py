@@ -8,8 +8,10 @@ The paper-size step: 256², K = 8, the paper's widths (``ModelConfig`` defaults)
 both image GANs and the segmentation GAN), no pre-training: ``Trainer.train_step`` on phantom slices, data
 drawing and both updates included. fp32: the default path (``training.fast: false``). Ours: ``training.fast:
 true`` in ``--precision`` (``auto``: bf16 where this machine's bf16 matmul peak is at least 1.25x its fp32
-one, else fp32). Each runs in a worker process of its own (the fast path changes process-wide allocator
-settings) and the two are timed alternately, so that both see the same drift of a shared machine.
+one, else fp32). Each runs in worker processes of its own (the fast path changes process-wide allocator
+settings), one at a time (a paper-size step holds 8-11 GB at its peak, two would not fit in 24 GB), in the
+order fp32, ours, ours, fp32, so that a drift of a shared machine weighs on both alike; every block warms
+up with two steps (the fast path's heap grows over its first two) before its timed ones.
 
 Reported: FLOPs counted by ``torch.utils.flop_counter`` (convolutions and matrix products, forward and
 backward), per network pass (forward + backward, batch 2, with its number per step) and per step; medians
@@ -45,6 +47,7 @@ log = logging.getLogger("benchmarks.training")
 REPOSITORY = Path(__file__).resolve().parent.parent
 PHANTOM_PRESET = REPOSITORY / "Resources" / "configs" / "phantom_demo.yaml"
 REPLY = "@@"   # marks a worker's answer on its stdout (libraries may print there too)
+WARM_UP_STEPS = 2
 # How many passes of batch 2 each network makes in one paper-size step (the fast path stacks some of them
 # into larger passes, the same work): attention modules and generators 3 x 2 (translation, cycle, identity;
 # forward + backward), image discriminators 2 in the translator's update and 4 in their own, the
@@ -112,9 +115,11 @@ class Worker:
         return result
 
     def flops(self) -> dict:
+        """FLOPs of one step (it also serves as a warm-up step)."""
         return {"step": count_flops(self.step)}
 
     def profile(self, rows: int = 15) -> str:
+        """A profile table of one step (it also serves as a warm-up step)."""
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as profiler:
@@ -199,30 +204,53 @@ class WorkerProcess:
 
 
 def alternate(workers: list[WorkerProcess], rounds: int, **arguments) -> list[dict]:
-    """Median wall and CPU seconds of a step per worker, the workers timed in turn, after one warm-up each."""
+    """Median wall and CPU seconds of a step per worker, the workers timed in turn, after two warm-ups each."""
     for worker in workers:
-        worker.call("step", **arguments)
+        for _ in range(WARM_UP_STEPS):
+            worker.call("step", **arguments)
     samples: list[list[dict]] = [[] for _ in workers]
     for _ in range(rounds):
         for worker, found in zip(workers, samples):
             found.append(worker.call("step", **arguments))
-    return [{key: statistics.median(s[key] for s in found) for key in ("wall", "cpu")} for found in samples]
+    return [medians(found) for found in samples]
+
+
+def medians(samples: list[dict]) -> dict:
+    return {key: statistics.median(sample[key] for sample in samples) for key in ("wall", "cpu")}
+
+
+def paper_block(args: argparse.Namespace, mode: str, precision: str, details: bool) -> dict:
+    """One worker's block: two warm-up steps (with ``details``: one counts FLOPs, one is profiled; then
+    the network passes), then ``args.rounds`` timed steps."""
+    worker = WorkerProcess("paper", mode, precision, args.threads, args.image_size)
+    try:
+        block = {"profile": ""}
+        if details:
+            block["flops"] = worker.call("flops")                # warm-up step 1
+            if args.profile and mode == "ours":
+                block["profile"] = worker.call("profile")        # warm-up step 2
+            else:
+                worker.call("step")
+            block["passes"] = worker.call("passes", repeats=args.rounds)
+        else:
+            for _ in range(WARM_UP_STEPS):
+                worker.call("step")
+        block["steps"] = [worker.call("step") for _ in range(args.rounds)]
+        return block
+    finally:
+        worker.close()
 
 
 def paper_report(args: argparse.Namespace, precision: str) -> dict:
-    workers = [WorkerProcess("paper", "fp32", "fp32", args.threads, args.image_size),
-               WorkerProcess("paper", "ours", precision, args.threads, args.image_size)]
-    try:
-        log.info("paper-size step, %d alternating rounds", args.rounds)
-        steps = alternate(workers, args.rounds)
-        log.info("per network pass")
-        passes = [worker.call("passes", repeats=args.rounds) for worker in workers]
-        flops = [worker.call("flops") for worker in workers]
-        profile = workers[1].call("profile") if args.profile else ""
-    finally:
-        for worker in workers:
-            worker.close()
-    return {"steps": steps, "passes": passes, "flops": flops, "profile": profile}
+    blocks: dict[str, list[dict]] = {"fp32": [], "ours": []}
+    for mode in ("fp32", "ours", "ours", "fp32"):
+        log.info("paper-size step, %s block %d", mode, len(blocks[mode]) + 1)
+        blocks[mode].append(paper_block(args, mode, "fp32" if mode == "fp32" else precision,
+                                        details=not blocks[mode]))
+    modes = ("fp32", "ours")
+    return {"steps": [medians([s for block in blocks[m] for s in block["steps"]]) for m in modes],
+            "passes": [blocks[m][0]["passes"] for m in modes], "flops": [blocks[m][0]["flops"] for m in modes],
+            "profile": blocks["ours"][0]["profile"]}
 
 
 def phantom_report(args: argparse.Namespace) -> dict:
@@ -249,7 +277,7 @@ def markdown(r: dict) -> str:
     fp32_step, our_step = p["steps"][0], p["steps"][1]
     step_gflop = p["flops"][0]["step"] / 1e9
     lines += [f"Paper-size step ({r['image_size']}², K = 8, paper widths, batch 2, every loss, both updates), medians of "
-              f"alternating rounds; counted FLOPs {step_gflop:.0f} GFLOP per step (ours: "
+              f"{2 * r['rounds']} steps in blocks fp32, ours, ours, fp32; counted FLOPs {step_gflop:.0f} GFLOP per step (ours: "
               f"{p['flops'][1]['step'] / 1e9:.0f}):", "",
               "| | fp32 (default) | ours | fp32 / ours |", "|---|---:|---:|---:|",
               f"| wall s per step | {fp32_step['wall']:.2f} | {our_step['wall']:.2f} | "

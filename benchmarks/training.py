@@ -1,6 +1,6 @@
 """Training speed: a paper-size step of the default fp32 path against the fast path, FLOPs and where the time goes.
 
-    .venv/bin/python -m benchmarks.training                      # CPU, every core; about 5-10 minutes
+    .venv/bin/python -m benchmarks.training                      # CPU, every core; under 10 minutes on 2 quiet cores
     .venv/bin/python -m benchmarks.training --rounds 1 --no-write  # a quick look
 
 The paper-size step: 256², K = 8, the paper's widths (``ModelConfig`` defaults), batch 2, every loss
@@ -220,22 +220,19 @@ def medians(samples: list[dict]) -> dict:
 
 
 def paper_block(args: argparse.Namespace, mode: str, precision: str, details: bool) -> dict:
-    """One worker's block: two warm-up steps (with ``details``: one counts FLOPs, one is profiled; then
-    the network passes), then ``args.rounds`` timed steps."""
+    """One worker's block: two warm-up steps (with ``details`` the first counts FLOPs), ``args.rounds`` timed
+    steps, then with ``details`` the network passes and (ours) a profiled step."""
     worker = WorkerProcess("paper", mode, precision, args.threads, args.image_size)
     try:
         block = {"profile": ""}
-        if details:
-            block["flops"] = worker.call("flops")                # warm-up step 1
-            if args.profile and mode == "ours":
-                block["profile"] = worker.call("profile")        # warm-up step 2
-            else:
-                worker.call("step")
-            block["passes"] = worker.call("passes", repeats=args.rounds)
-        else:
-            for _ in range(WARM_UP_STEPS):
-                worker.call("step")
+        block["flops"] = worker.call("flops") if details else worker.call("step")
+        for _ in range(WARM_UP_STEPS - 1):
+            worker.call("step")
         block["steps"] = [worker.call("step") for _ in range(args.rounds)]
+        if details:
+            block["passes"] = worker.call("passes", repeats=args.rounds)
+            if args.profile and mode == "ours":
+                block["profile"] = worker.call("profile")
         return block
     finally:
         worker.close()
@@ -300,8 +297,10 @@ def markdown(r: dict) -> str:
                      f"{1000 * ours['seconds']:.0f} | {default['seconds'] / ours['seconds']:.2f}x | "
                      f"{gflop / default['seconds']:.0f} | {gflop / ours['seconds']:.0f} | "
                      f"{100 * gflop / ours['seconds'] / ours_peak:.0f} % |")
-    lines += ["", f"Outside these passes (losses, optimisers, data, stacking): fp32 about "
-              f"{fp32_step['wall'] - in_passes[0]:.1f} s, ours about {our_step['wall'] - in_passes[1]:.1f} s per step."]
+    lines += ["", f"These passes, times their number per step, add up to {in_passes[0]:.1f} s of fp32's "
+              f"{fp32_step['wall']:.1f} s step (the rest: losses, optimisers, data) and to {in_passes[1]:.1f} s of "
+              f"our {our_step['wall']:.1f} s (ours stacks some passes into larger, faster ones, which this sum of "
+              "batch-2 passes does not see)."]
     if p["profile"]:
         lines += ["", "Where our step spends its time (torch.profiler, self CPU):", "", "```", p["profile"].rstrip(), "```"]
     f = r.get("phantom")
@@ -325,7 +324,8 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="ours")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="paper-size step (default: all)")
     parser.add_argument("--image-size", type=int, default=256, help="of the paper-size step (the paper's: 256)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds (phantom: three times as many)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="timed steps per block (paper size: 2 blocks per path; phantom: 3x as many rounds)")
     parser.add_argument("--no-phantom", dest="phantom", action="store_false", help="skip the phantom preset")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profile of our step")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")

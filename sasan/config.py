@@ -203,6 +203,12 @@ class TrainingConfig:
     copy_pretrained_attention: bool = False
     ema_decay: float = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # The fast training path: channels-last networks with the norms rewritten for that layout, the passes of
+    # one network that do not depend on each other run as one pass over their stacked batches, fused Adam,
+    # and (CPU) freed memory kept in the process (sasan/training/allocator.py). It learns the same function
+    # as the default path up to rounding, not bit for bit; a run resumes exactly in the mode it started in.
+    # Combine with ``precision: bf16`` where bf16 matmuls are faster than fp32 (benchmarks/training.py).
+    fast: bool = False
     device: str = "auto"
     threads: int = 0
     seed: int = 0

@@ -18,10 +18,15 @@ def phase_losses(trainer, key, steps):
     return values
 
 
-def test_attention_pretraining_and_segmenter_learn(tmp_path):
+FAST_PATHS = [{}, {"fast": True}, {"fast": True, "precision": "bf16"}]
+FAST_IDS = ["default", "fast", "fast-bf16"]
+
+
+@pytest.mark.parametrize("fast", FAST_PATHS, ids=FAST_IDS)
+def test_attention_pretraining_and_segmenter_learn(tmp_path, fast):
     # One attention map per class (K = 5), as in the presets (K = 8 for 5 classes)
     trainer = Trainer(tiny_config(training={"pretrain_attention_steps": 60, "steps": 1, "segmenter_steps": 40,
-                                            "attention_lr": 0.003, "segmenter_lr": 0.01},
+                                            "attention_lr": 0.003, "segmenter_lr": 0.01, **fast},
                                   model={"segmenter_width": 8, "num_maps": 5}), tmp_path)
     pre = phase_losses(trainer, "pretrain_MR", 60)
     assert np.mean(pre[-5:]) < 0.7 * np.mean(pre[:5]), pre
@@ -44,9 +49,10 @@ def test_pretraining_gives_every_phantom_structure_a_map(tmp_path):
     assert min(per_structure) > 0.5, per_structure
 
 
-def test_adversarial_phase_lowers_the_cycle_loss(tmp_path):
+@pytest.mark.parametrize("fast", FAST_PATHS, ids=FAST_IDS)
+def test_adversarial_phase_lowers_the_cycle_loss(tmp_path, fast):
     trainer = Trainer(tiny_config(training={"pretrain_attention_steps": 0, "steps": 40, "segmenter_steps": 0,
-                                            "lr": 0.002}), tmp_path)
+                                            "lr": 0.002, **fast}), tmp_path)
     cycle = [trainer.train_step()["cycle"] for _ in range(1) for trainer.step in [trainer.step]]
     for _ in range(39):
         trainer.step += 1

@@ -25,8 +25,9 @@ def assert_same(a, b):
         assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize("sections", [{}, {**CYCLEGAN, "training": {"pretrain_attention_steps": 0}}],
-                         ids=["sasan", "cyclegan"])
+@pytest.mark.parametrize("sections", [{}, {**CYCLEGAN, "training": {"pretrain_attention_steps": 0}},
+                                      {"training": {"fast": True}}, {"training": {"fast": True, "precision": "bf16"}}],
+                         ids=["sasan", "cyclegan", "sasan-fast", "sasan-fast-bf16"])
 def test_resume_in_process_matches_uninterrupted_run(tmp_path, sections):
     Trainer(tiny_config(**sections), tmp_path / "straight").fit()
     # Stop after the first checkpoint (step 2, inside the adversarial phase), then resume to the end.

@@ -17,9 +17,11 @@ import torch
 from .. import losses
 from ..config import RunConfig, resolved_yaml
 from ..data.augment import augment_intensity
+from ..models.channels_last import CHANNELS_LAST, use_channels_last
 from ..models.translator import attention_name, direction_networks, translate
 from ..progress import Progress
 from ..runtime import training_device
+from .allocator import keep_freed_memory
 from .checkpoint import (
     capture_rng,
     discard_partial_checkpoints,
@@ -30,7 +32,7 @@ from .checkpoint import (
 )
 from .distributed import DistributedContext
 from .feedback import Feedback
-from .networks import ExponentialAverage, SASANNetworks, make_optimisers, make_schedulers
+from .networks import ExponentialAverage, SASANNetworks, adam, make_optimisers, make_schedulers
 from .objectives import (
     PSEUDO_LABEL_CONFIDENCE,
     attention_pretraining_objective,
@@ -80,12 +82,17 @@ class Trainer:
         discard_partial_checkpoints(self.run_dir)
         self.data = data or prepare_run_data(config)
         self.nets = SASANNetworks(config).to(self.device)
+        if t.fast:
+            use_channels_last(self.nets)
+            if self.device.type == "cpu":
+                keep_freed_memory()
         self.optimisers = make_optimisers(self.nets, config)
         self.schedulers = make_schedulers(self.optimisers, config)
-        self.pretrain_optimiser = (torch.optim.Adam(
-            [p for a in self.nets.attention.values() for p in a.parameters()],
-            lr=t.attention_lr or t.lr, betas=tuple(t.betas)) if self.phases[0] else None)
-        self.segmenter_optimiser = (torch.optim.Adam(self.nets.segmenter.parameters(), lr=t.segmenter_lr)
+        self.pretrain_optimiser = (adam([p for a in self.nets.attention.values() for p in a.parameters()],
+                                        config, t.attention_lr or t.lr) if self.phases[0] else None)
+        # The segmenter's Adam keeps torch's default betas (0.9, 0.999), not the GAN's.
+        self.segmenter_optimiser = (torch.optim.Adam(self.nets.segmenter.parameters(), lr=t.segmenter_lr,
+                                                     fused=True if t.fast else None)
                                     if self.nets.segmenter is not None else None)
         self.ema = ExponentialAverage(self.nets.translator(), t.ema_decay) if t.ema_decay else None
         self.precision = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision]
@@ -154,6 +161,8 @@ class Trainer:
                                self.dist.rank, self.dist.world_size, indices=reuse)
             first = batch["indices"]
             batches[modality] = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            if t.fast:
+                batches[modality]["image"] = batches[modality]["image"].contiguous(memory_format=CHANNELS_LAST)
         return batches
 
     def _is_labelled(self) -> dict[str, bool]:
@@ -203,12 +212,13 @@ class Trainer:
             batches = self._batches()
             for disc in nets.discriminators():
                 disc.requires_grad_(False)
+            fast = self.config.training.fast
             loss, terms, outputs = translator_objective(nets, batches, self.config, self.precision,
-                                                         adversarial_step=self.step - pretrain)
+                                                         adversarial_step=self.step - pretrain, grouped=fast)
             self._backward_step(loss, self.optimisers["translator"])
             for disc in nets.discriminators():
                 disc.requires_grad_(True)
-            d_loss, d_terms = discriminator_objective(nets, batches, outputs, self.config)
+            d_loss, d_terms = discriminator_objective(nets, batches, outputs, self.config, grouped=fast)
             self._backward_step(d_loss, self.optimisers["discriminator"])
             for scheduler in self.schedulers.values():
                 scheduler.step()

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sasan.models.spade import AttentionNorm
+from sasan.models.spade import AttentionNorm, maps_like
 
 
 class InstanceNorm(nn.Module):
@@ -90,12 +90,8 @@ class FastAttentionNorm(nn.Module):
             self.beta.bias.copy_(joint.bias[channels:])
 
     def forward(self, x: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
-        if maps is None:
-            raise ValueError("this generator was built with attention maps; pass them")
+        hidden = self.shared(maps_like(x, maps))
         normalized = self.norm(x)
-        if maps.shape[-2:] != x.shape[-2:]:
-            maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        hidden = self.shared(maps)
         return torch.addcmul(self.beta(hidden), normalized, self.gamma(hidden))
 
 

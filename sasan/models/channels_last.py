@@ -29,7 +29,7 @@ from torch import nn
 
 from .attention import AttentionModule
 from .blocks import run_unet
-from .spade import AttentionNorm
+from .spade import AttentionNorm, maps_like
 
 CHANNELS_LAST = torch.channels_last
 
@@ -98,12 +98,8 @@ class SplitAttentionNorm(AttentionNorm):
         return _rebased(original, cls)
 
     def forward(self, x: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
-        if maps is None:
-            raise ValueError("this generator was built with attention maps; pass them")
+        hidden = self.shared(maps_like(x, maps))
         normalized = self.norm(x)
-        if maps.shape[-2:] != x.shape[-2:]:
-            maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        hidden = self.shared(maps)
         joint = self.gamma_beta
         channels = joint.out_channels // 2
         weight, bias = joint.weight, joint.bias

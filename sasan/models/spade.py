@@ -6,6 +6,16 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def maps_like(x: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
+    """The attention maps (B, K, h, w) at the activations' (B, C, H, W) resolution, bilinearly; every
+    re-normalisation of a generator built with attention maps needs them."""
+    if maps is None:
+        raise ValueError("this generator was built with attention maps; pass them")
+    if maps.shape[-2:] != x.shape[-2:]:
+        maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return maps
+
+
 class AttentionNorm(nn.Module):
     """Instance-normalise x, then scale by gamma and shift by beta computed from the attention maps.
 
@@ -26,11 +36,7 @@ class AttentionNorm(nn.Module):
         normalized = self.norm(x)
         if not self.num_maps:
             return normalized
-        if maps is None:
-            raise ValueError("this generator was built with attention maps; pass them")
-        if maps.shape[-2:] != x.shape[-2:]:
-            maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        gamma, beta = self.gamma_beta(self.shared(maps)).chunk(2, dim=1)
+        gamma, beta = self.gamma_beta(self.shared(maps_like(x, maps))).chunk(2, dim=1)
         return torch.addcmul(beta, normalized, 1 + gamma)
 
 

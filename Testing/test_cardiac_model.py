@@ -1,7 +1,7 @@
 """The cardiac CT -> MR model of issue #24: its recipe and preset, the real-CTA scoring, and the model on the real CTA.
 
 The real CTA comes from ``shared/data/fetch_more_real_data.sh`` (next to the repository) and the masks the
-shared script leaves out from the same source archive (``scripts/real_cta_data.py``), fetched once into
+shared script leaves out from the same source archive (``benchmarks/real_cta_data.py``), fetched once into
 ``$SASAN_CACHE/real`` (default ``~/.cache/sasan/real``) as the head model's test fetches its scans; tests
 that need it skip, saying why, when it cannot be fetched. The model test also skips while
 ``Resources/Models/cardiac_ct_mr.safetensors`` has not been trained (``python -m scripts.cardiac_model``).
@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from benchmarks.real_cta import LEFT_HEART_BAR, label_shares
+from benchmarks.real_cta_data import RealCTA, RealDataUnavailable, _mask_on_grid, load_real_cta
 from sasan.card import read_card
 from sasan.data.layouts import Subject, split_subjects
 from sasan.data.volume import Volume
 from sasan.inference import translate_volume
 from scripts import cardiac_model
-from scripts.real_cta_data import RealCTA, RealDataUnavailable, _mask_on_grid, load_real_cta
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = [{"name": name, "value": value, "color": [1.0, 0.0, 0.0]} for name, value in

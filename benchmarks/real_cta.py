@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.real_cta --model Resources/Models/cardiac_ct_mr.safetensors [--output runs/real_cta]
 
-The real contrast chest CTA (``scripts/real_cta_data.py``: fetched once into ``$SASAN_CACHE/real``) is
+The real contrast chest CTA (``benchmarks/real_cta_data.py``: fetched once into ``$SASAN_CACHE/real``) is
 translated to MR and segmented by the model's MR U-Net, as ``sasan translate CTA --to MR --segmentation``
 does. No voxel-wise labels of the four phantom structures exist for this scan, only masks of the whole
 heart (TotalSegmentator's, which takes in the pulmonary trunk), of the aorta and of the pulmonary artery, so
@@ -28,9 +28,9 @@ from typing import Optional
 import numpy as np
 
 from benchmarks.inference import cpu_model_name
+from benchmarks.real_cta_data import RealCTA, load_real_cta, real_data_cache
 from sasan.card import read_card
 from sasan.inference import translate_volume
-from scripts.real_cta_data import RealCTA, load_real_cta, real_data_cache
 
 log = logging.getLogger("benchmarks.real_cta")
 

@@ -27,6 +27,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 from benchmarks.phantom_protocol import score_model  # noqa: E402
 from benchmarks.real_cta import evaluate as evaluate_real_cta  # noqa: E402
+from benchmarks.real_cta_data import RealDataUnavailable  # noqa: E402
 from sasan import bundle  # noqa: E402
 from sasan.demo import DemoConfigs, demo_configs, load_preset  # noqa: E402
 from sasan.demo_rows import phantom_description  # noqa: E402
@@ -36,7 +37,6 @@ from sasan.training.checkpoint import latest_checkpoint  # noqa: E402
 from sasan.training.export import export_run  # noqa: E402
 from sasan.training.segmenter import train_segmenter  # noqa: E402
 from sasan.training.trainer import Trainer  # noqa: E402
-from scripts.real_cta_data import RealDataUnavailable  # noqa: E402
 
 log = logging.getLogger("scripts.cardiac_model")
 

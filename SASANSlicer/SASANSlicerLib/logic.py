@@ -54,10 +54,10 @@ class TranslationLogic:
             raise ValueError("the output volume must not be the input volume")
         as_cancel_check(cancel)  # a cancel that is not callable is refused now, not at the first poll
         engine_root = environment.ensure_engine_importable(MODULE_DIR)
-        from .translation_process import start_translation
+        from .translation_process import TranslationRequest, start_translation
 
-        return start_translation(inputVolumeNode, modelPath, target, device, segment, attention, engine_root,
-                                 outputVolumeNode, progress, cancel)
+        request = TranslationRequest(modelPath, target, device, segment, attention)
+        return start_translation(inputVolumeNode, request, engine_root, outputVolumeNode, progress, cancel)
 
     def translate(
         self,

@@ -75,13 +75,20 @@ class TranslationCommand:
     folder: Path
 
 
+@dataclass(frozen=True)
+class TranslationRequest:
+    """What to translate with: ``TranslationLogic``'s arguments of that name, carried once through this module."""
+
+    model_path: Union[str, Path]
+    target: str = "MR"
+    device: str = "auto"
+    segment: bool = True
+    attention: bool = True
+
+
 def translation_command(
     folder: Path,
-    model_path: Union[str, Path],
-    target: str,
-    device: str,
-    segment: bool,
-    attention: bool,
+    request: TranslationRequest,
     engine_root: Path,
     program: Optional[str] = None,
     inherited: Mapping[str, str] = os.environ,
@@ -92,22 +99,22 @@ def translation_command(
     ``program``: default ``PythonSlicer`` (this Python outside Slicer).
     """
     folder = Path(folder)
-    arguments = ["-u", "-m", "sasan", "translate", str(folder / INPUT_FILE), "--model", str(Path(model_path).resolve()),
-                 "--to", target, "-o", str(folder / TRANSLATED_FILE)]
-    if segment:
+    arguments = ["-u", "-m", "sasan", "translate", str(folder / INPUT_FILE), "--model",
+                 str(Path(request.model_path).resolve()), "--to", request.target, "-o", str(folder / TRANSLATED_FILE)]
+    if request.segment:
         arguments += ["--segmentation", str(folder / SEGMENTATION_FILE)]
-    if attention:
+    if request.attention:
         arguments += ["--attention", str(folder / ATTENTION_FOLDER)]
-    arguments += ["--device", device, "--progress-lines", "--report", str(folder / REPORT_FILE)]
+    arguments += ["--device", request.device, "--progress-lines", "--report", str(folder / REPORT_FILE)]
     return TranslationCommand(program or python_executable(), arguments, engine_environment(engine_root, inherited),
                               folder)
 
 
-def check_request(model_path: Union[str, Path], target: str, segment: bool, attention: bool) -> ModelCard:
+def check_request(request: TranslationRequest) -> ModelCard:
     """The model file's card, read once, if the model can do what is asked; else ``ModelFileError`` (missing or
     damaged file) or ``TranslationError`` (e.g. no segmenter for ``target``), each a ``ValueError``."""
-    card = read_card(model_path)
-    problem = request_problem(card, target, segment=segment, attention=attention)
+    card = read_card(request.model_path)
+    problem = request_problem(card, request.target, segment=request.segment, attention=request.attention)
     if problem:
         raise TranslationError(problem)
     return card
@@ -115,11 +122,7 @@ def check_request(model_path: Union[str, Path], target: str, segment: bool, atte
 
 def start_translation(
     input_node,
-    model_path: Union[str, Path],
-    target: str,
-    device: str,
-    segment: bool,
-    attention: bool,
+    request: TranslationRequest,
     engine_root: Path,
     output_node=None,
     progress: Optional[Callable[[float, str], None]] = None,
@@ -131,13 +134,14 @@ def start_translation(
     """
     volume = volume_from_node(input_node)  # refuses 2D, 4D, vector... before the model is opened
     check_finite(volume, f"volume '{input_node.GetName()}'")
-    card = check_request(model_path, target, segment, attention)
+    card = check_request(request)
     environment.require_torch()  # the child imports it
     folder = Path(tempfile.mkdtemp(prefix="sasan-translation-"))  # readable by this user only
     try:
         write_volume(volume, folder / INPUT_FILE)
-        command = translation_command(folder, model_path, target, device, segment, attention, engine_root)
-        return TranslationRun(command, input_node, volume, card.label_specs, target, output_node, progress, cancel)
+        command = translation_command(folder, request, engine_root)
+        return TranslationRun(command, input_node, volume, card.label_specs, request.target, output_node, progress,
+                              cancel)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -13,6 +13,7 @@ from SASANSlicerLib.results import add_results_to_scene  # noqa: E402
 from SASANSlicerLib.translation_process import (  # noqa: E402
     REPORT_FILE,
     TranslationError,
+    TranslationRequest,
     failure_message,
     read_outputs,
     translation_command,
@@ -35,7 +36,8 @@ def reference() -> Volume:
 
 def test_the_command_line_runs_the_engines_translate_with_progress_lines_and_a_report(tmp_path):
     model = tmp_path / "models" / "m.safetensors"
-    command = translation_command(tmp_path / "run", model, "MR", "cuda", True, True, tmp_path / "modules",
+    command = translation_command(tmp_path / "run", TranslationRequest(model, "MR", "cuda", True, True),
+                                  tmp_path / "modules",
                                   program="PythonSlicer", inherited={"PYTHONPATH": "/slicer/lib"})
     run = tmp_path / "run"
     assert [command.program, *command.arguments] == [
@@ -46,7 +48,7 @@ def test_the_command_line_runs_the_engines_translate_with_progress_lines_and_a_r
     assert command.environment == {"PYTHONPATH": f"{tmp_path / 'modules'}{os.pathsep}/slicer/lib",
                                    "PYTHONUNBUFFERED": "1"}
     assert command.folder == run
-    bare = translation_command(run, model, "CT", "cpu", False, False, tmp_path, inherited={})
+    bare = translation_command(run, TranslationRequest(model, "CT", "cpu", False, False), tmp_path, inherited={})
     assert "--segmentation" not in bare.arguments and "--attention" not in bare.arguments
     assert bare.environment["PYTHONPATH"] == str(tmp_path)
 

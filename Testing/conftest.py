@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from inference_phantom import fitted_tiny_model, oblique_phantom
 
 torch.set_num_threads(1)
 
@@ -10,3 +11,15 @@ torch.set_num_threads(1)
 def _seed_everything():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    """(volume, labels) of the oblique, anisotropic inference phantom (``inference_phantom.oblique_phantom``)."""
+    return oblique_phantom()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(phantom):
+    """A tiny SASAN model file fitted to ``phantom`` (``inference_phantom.fitted_tiny_model``)."""
+    return fitted_tiny_model(*phantom)

@@ -11,20 +11,10 @@ import threading
 import numpy as np
 import pytest
 import torch
-from inference_phantom import fitted_tiny_model, oblique_phantom, psnr, reference_translation
+from inference_phantom import psnr, reference_translation
 
 from sasan.inference import TranslationCancelled, translate_volume, volume_run
 from sasan.inference.outputs import CopyBack, SliceSink
-
-
-@pytest.fixture(scope="module")
-def phantom():
-    return oblique_phantom()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(phantom):
-    return fitted_tiny_model(*phantom)
 
 
 @pytest.fixture

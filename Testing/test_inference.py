@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from fixtures import TINY_ARCHITECTURE, TINY_NORMALIZATION
-from inference_phantom import fitted_tiny_model, oblique_phantom, psnr, reference_translation, tiny_card
+from inference_phantom import psnr, reference_translation, tiny_card
 
 from sasan import bundle
 from sasan.bundle import SASANModel
@@ -39,16 +39,6 @@ from sasan.runtime import free_cpu_cores
 
 TINY = TINY_ARCHITECTURE
 CT_NORM, MR_NORM = TINY_NORMALIZATION["CT"], TINY_NORMALIZATION["MR"]
-
-
-@pytest.fixture(scope="module")
-def phantom():
-    return oblique_phantom()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(phantom):
-    return fitted_tiny_model(*phantom)
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,13 @@ import os
 import time
 from pathlib import Path
 
-from benchmarks.inference import cpu_model_name, write_section
+from benchmarks.inference import write_section
 from benchmarks.phantom_protocol import DEMO_MODEL_FILES, RESULTS, score_model
 from sasan.bundle import load as load_model
 from sasan.demo import _train_and_export, demo_configs, load_preset
 from sasan.demo_rows import CYCLEGAN
 from sasan.protocol import held_out_volumes
-from sasan.runtime import torch_threads
+from sasan.runtime import cpu_model_name, torch_threads
 
 log = logging.getLogger("benchmarks.cyclegan_tuning")
 SEED = 0

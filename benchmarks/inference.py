@@ -23,9 +23,7 @@ import argparse
 import datetime
 import logging
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +53,7 @@ from sasan.inference.prepared import prepare_networks
 from sasan.models.translator import translate
 from sasan.runtime import (
     available_cpu_cores,
+    cpu_model_name,
     default_batch_size,
     precision_name,
     resolve_device,
@@ -244,16 +243,6 @@ def profile_ours(engine, x: torch.Tensor, rows: int = 12) -> str:
         sync(engine.device)
     key = "self_cuda_time_total" if engine.device.type == "cuda" else "self_cpu_time_total"
     return profiler.key_averages().table(sort_by=key, row_limit=rows)
-
-
-def cpu_model_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def markdown(report: dict) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.inference import cpu_model_name, write_section
+from benchmarks.inference import write_section
 from sasan.baselines import UntranslatedSegmenter, no_adaptation
 from sasan.bundle import SASANModel
 from sasan.bundle import load as load_model
@@ -53,6 +53,7 @@ from sasan.metrics import segmentation_scores
 from sasan.protocol import HeldOutVolume, held_out_volumes, run_methods, translation_method
 from sasan.reports import MEAN_STRUCTURE, markdown_table, summarize
 from sasan.resources import model_path
+from sasan.runtime import cpu_model_name
 
 log = logging.getLogger("benchmarks.phantom_protocol")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

@@ -27,10 +27,10 @@ from typing import Optional
 
 import numpy as np
 
-from benchmarks.inference import cpu_model_name
 from benchmarks.real_cta_data import RealCTA, load_real_cta, real_data_cache
 from sasan.card import read_card
 from sasan.inference import translate_volume
+from sasan.runtime import cpu_model_name
 
 log = logging.getLogger("benchmarks.real_cta")
 

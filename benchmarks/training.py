@@ -7,8 +7,8 @@ The paper-size step: 256², K = 8, the paper's widths (``ModelConfig`` defaults)
 (unpaired CT -> MR with MR labelled: cycle + SSIM, identity, orthogonality, auxiliary with pseudo labels,
 both image GANs and the segmentation GAN), no pre-training: ``Trainer.train_step`` on phantom slices, data
 drawing and both updates included. fp32: the default path (``training.fast: false``). Ours: ``training.fast:
-true`` in ``--precision`` (``auto``: bf16 where this machine's bf16 matmul peak is at least 1.25x its fp32
-one, else fp32). Each runs in worker processes of its own (the fast path changes process-wide allocator
+true`` in ``--precision`` (``auto``: what precision ``auto`` gives a user on this CPU,
+``sasan.runtime.cpu_bf16_is_faster``). Each runs in worker processes of its own (the fast path changes process-wide allocator
 settings), one at a time (a paper-size step holds 8-11 GB at its peak, two would not fit in 24 GB), in the
 order fp32, ours, ours, fp32, so that a drift of a shared machine weighs on both alike; every block warms
 up with two steps (the fast path's heap grows over its first two) before its timed ones.
@@ -38,9 +38,10 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.inference import RESULTS, cpu_model_name, matmul_peaks, write_section
+from benchmarks.inference import RESULTS, matmul_peaks, write_section
 from sasan.config import RunConfig, config_from_dict, load_config
 from sasan.data.phantom import LABELS
+from sasan.runtime import cpu_bf16_is_faster, cpu_model_name
 from sasan.training.trainer import Trainer
 
 log = logging.getLogger("benchmarks.training")
@@ -343,7 +344,7 @@ def main() -> None:
     peaks = matmul_peaks(torch.device("cpu"))
     precision = args.precision
     if precision == "auto":
-        precision = "bf16" if peaks["bf16"] >= 1.25 * peaks["fp32"] else "fp32"
+        precision = "bf16" if cpu_bf16_is_faster() else "fp32"
     report = {"device_kind": "CPU", "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
               "machine": f"{cpu_model_name()}, {os.cpu_count()} cores", "threads": args.threads, "peaks": peaks,
               "precision": precision, "rounds": args.rounds, "image_size": args.image_size, "paper": paper_report(args, precision)}

@@ -3,9 +3,10 @@
 One place for these choices, shared by training, inference and the baselines.
 
 Choices measured on a 2-core AMD EPYC (Zen 4, AVX512-bf16, no AMX) at 256², paper widths:
-bf16 convolutions run at about 200 GFLOP/s against about 80 for fp32, so bf16 is the CPU default
-where the CPU has native bf16 dot products (``avx512_bf16`` or ``amx_bf16``); elsewhere emulated bf16
-is slower than fp32, so fp32. One image per batch is the CPU default (larger batches were not faster
+bf16 convolutions run at about 200 GFLOP/s against about 80 for fp32, but on an Intel Xeon VM with the
+same ``avx512_bf16`` flag and no AMX bf16 ran at half fp32's speed: precision ``auto`` on the CPU takes
+bf16 only where it was measured faster on this machine (``cpu_bf16_is_faster``), never without native
+bf16 dot products (emulated bf16 is slower than fp32). One image per batch is the CPU default (larger batches were not faster
 per slice); on a GPU the batch is sized from free memory. Threads default to the cores this process
 may run on (``available_cpu_cores``): a translation uses what it is given. ``free_cpu_cores`` (those
 cores minus the machine's load) is for callers that share the machine on purpose, such as the demo's
@@ -21,6 +22,7 @@ import functools
 import json
 import logging
 import os
+import platform
 import statistics
 import time
 from typing import Iterator, Optional
@@ -77,16 +79,24 @@ def training_device(name: str) -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 dot products in hardware (x86 ``avx512_bf16`` or ``amx_bf16``)."""
+    """True when the CPU computes bf16 dot products in hardware (x86 ``avx512_bf16`` or ``amx_bf16``); False
+    where it cannot be told (not Linux), so fp32 stays."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(_cpuinfo("flags").split()))
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name, as benchmarks and measurement records name the machine."""
+    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
+
+
+def _cpuinfo(field: str) -> str:
+    """The first ``field : value`` of /proc/cpuinfo ("" where there is none, as off Linux)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+            return next((line.split(":", 1)[1].strip() for line in handle if line.split(":", 1)[0].strip() == field),
+                        "")
     except OSError:
-        pass  # not Linux: no reliable check, so stay with fp32
-    return False
+        return ""
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,7 +112,7 @@ def cpu_bf16_is_faster() -> bool:
     if not cpu_has_native_bf16():
         return False
     record = cache_folder() / "cpu_precision.json"
-    machine = {"cpu": _cpu_model(), "torch": torch.__version__}
+    machine = {"cpu": cpu_model_name(), "torch": torch.__version__}
     try:
         kept = json.loads(record.read_text())
         if kept.get("machine") == machine:
@@ -143,14 +153,6 @@ def _bf16_time_ratio(rounds: int = 9) -> float:
                 seconds[dtype] = time.thread_time() - started
             ratios.append(seconds[torch.bfloat16] / seconds[torch.float32])
     return statistics.median(ratios)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
-    except OSError:
-        return ""
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

@@ -2,6 +2,8 @@
 
     .venv/bin/python -m benchmarks.cyclegan_tuning --protocol runs/protocol --threads 1
 
+or one candidate per core (``--train-only --candidates NAME`` each), then ``--resume`` to score them all.
+
 Trains each candidate (the full demo's CycleGAN run with the candidate's changes, training seed 0) and exports
 it with the MR U-Net of the full protocol's seed-0 run in ``--protocol`` (every candidate is read by the same
 U-Net), then scores it on the validation CT subjects; the published settings' row is the protocol's own
@@ -46,6 +48,11 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=sorted(CANDIDATES))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train and export the candidates, score nothing: run one process per candidate, then "
+                             "once more with --resume to score them all")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each candidate's run from its last checkpoint (a finished run only reloads)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -63,7 +70,9 @@ def main() -> None:
                                   cyclegan_changes=CANDIDATES[name]).cyclegan
             files[name] = _train_and_export(CYCLEGAN, config, args.output / "runs" / name,
                                             args.output / "models" / f"cyclegan_{name}.safetensors", segmenter_run,
-                                            "full", overwrite=True)
+                                            "full", overwrite=True, resume=args.resume)
+        if args.train_only:
+            return
         scoring = demo_configs(preset, {"training": {"seed": SEED}}, full=False).sasan
         volumes = held_out_volumes(scoring, split="validation")
         rows = {name: score_model(load_model(path), name, scoring, volumes, args.output / "scores" / name,

@@ -101,6 +101,14 @@ class IntensityAugmentConfig:
 
 
 @dataclass
+class NamedSplitConfig:
+    """Subjects named by id for validation and for test, the rest training: a data set's published split, or
+    a recipe that must hold particular scans out. Ids apply to both domains (paired subjects share them)."""
+    validation: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
+
+
+@dataclass
 class DataConfig:
     source: DomainConfig = field(default_factory=lambda: DomainConfig(modality="CT"))
     target: DomainConfig = field(default_factory=lambda: DomainConfig(modality="MR", labelled=False))
@@ -121,6 +129,8 @@ class DataConfig:
     test_fraction: float = 0.2
     validation_fraction: float = 0.1
     split_seed: int = 0
+    # Set: these named subjects replace the seeded fractions above (``sasan.data.layouts.named_split``).
+    named_split: Optional[NamedSplitConfig] = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     segmenter_intensity_augment: IntensityAugmentConfig = field(default_factory=IntensityAugmentConfig)
     labels: list[LabelSpec] = field(default_factory=list)
@@ -367,6 +377,8 @@ def check_cross_fields(config: RunConfig) -> RunConfig:
         (0.0 < d.test_fraction < 1.0, "data.test_fraction: expected a number between 0 and 1"),
         (0.0 <= d.validation_fraction < 1.0 and d.test_fraction + d.validation_fraction < 1.0,
          "data.validation_fraction: expected a number in [0, 1) with test_fraction + validation_fraction < 1"),
+        (d.named_split is None or not set(d.named_split.validation) & set(d.named_split.test),
+         "data.named_split: a subject cannot be both in validation and in test"),
         (len(d.augment.scale_range) == 2 and 0 < d.augment.scale_range[0] <= d.augment.scale_range[1],
          "data.augment.scale_range: expected [low, high] with 0 < low <= high"),
         (_intensity_augment_ok(d.segmenter_intensity_augment), "data.segmenter_intensity_augment: expected probabilities "

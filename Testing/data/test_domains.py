@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sasan.config import ConfigError, DataConfig, DomainConfig, LabelSpec, NormalizationConfig
+from sasan.config import (ConfigError, DataConfig, DomainConfig, LabelSpec, NamedSplitConfig, NormalizationConfig,
+                          config_from_dict)
 from sasan.data.domains import build_slice_dataset, load_domain, prepare_volume
 from sasan.data.io import GeometryMismatchError, write_volume
 from sasan.data.layouts import Subject
@@ -167,3 +168,33 @@ def test_real_phantom_loads_as_a_labelled_domain(tmp_path, monkeypatch):
     assert all(p.labels is not None and p.labels.max() >= 1 for p in prepared)
     assert all(-1.0 <= p.stack.min() and p.stack.max() <= 1.0 for p in prepared)
     assert len(build_slice_dataset(prepared, data, augment=False, seed=0)) > 0
+
+
+def test_a_named_split_puts_the_named_subjects_of_either_domain_in_validation_and_test(tmp_path):
+    for name in ("a", "b", "c"):
+        write_subject(tmp_path / "CT", name, seed=ord(name))
+    for name in ("x", "y", "z"):
+        write_subject(tmp_path / "MR", name, seed=ord(name))
+    ct, mr = folder_domain(tmp_path / "CT"), folder_domain(tmp_path / "MR")
+    mr.modality = "MR"
+    data = DataConfig(source=ct, target=mr, labels=LABELS,
+                      named_split=NamedSplitConfig(validation=["b"], test=["c", "z"]))
+    parts = {(domain.modality, split): [p.subject.id for p in load_domain(domain, data, split=split)]
+             for domain in (ct, mr) for split in ("train", "validation", "test")}
+    assert parts == {("CT", "train"): ["a"], ("CT", "validation"): ["b"], ("CT", "test"): ["c"],
+                     ("MR", "train"): ["x", "y"], ("MR", "validation"): [], ("MR", "test"): ["z"]}
+    data.named_split.test = ["c", "zz"]  # a typo must not send z to training silently
+    with pytest.raises(ConfigError, match=r"^data\.named_split: no subject 'zz' in either domain"):
+        load_domain(mr, data, split="train")
+    data.named_split = NamedSplitConfig(validation=["a", "b"], test=["c"])
+    with pytest.raises(ConfigError, match=r"^data\.named_split: the CT domain's 3 subjects, all named"):
+        load_domain(ct, data, split="train")
+
+
+def test_a_subject_named_for_validation_and_test_is_refused_by_the_configuration():
+    raw = {"data": {"named_split": {"validation": ["a"], "test": ["a", "b"]},
+                    "labels": [{"name": "myo", "value": 205}]}}
+    with pytest.raises(ConfigError, match=r"data\.named_split: a subject cannot be both in validation and in test"):
+        config_from_dict(raw)
+    raw["data"]["named_split"]["validation"] = ["c"]
+    assert config_from_dict(raw).data.named_split == NamedSplitConfig(validation=["c"], test=["a", "b"])

@@ -13,7 +13,15 @@ from sasan.config import ConfigError, CropConfig, DataConfig, DomainConfig, Labe
 from sasan.data.crop import crop_region, crop_volume
 from sasan.data.geometry import slicing_axis, to_slice_stack
 from sasan.data.io import check_finite, read_labels, read_volume
-from sasan.data.layouts import SplitError, Subject, find_subjects, split_subjects
+from sasan.data.layouts import (
+    SplitError,
+    Subject,
+    SubjectSplit,
+    find_subjects,
+    named_split,
+    split_subjects,
+    unknown_named_subjects,
+)
 from sasan.data.preprocess import IntensityMap, fit_intensity_map, normalize
 from sasan.data.slices import SliceDataset
 from sasan.data.volume import Volume
@@ -78,21 +86,9 @@ def load_domain(domain: DomainConfig, data: DataConfig, *, split: str = "train",
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if domain.layout == "phantom":
-        subjects = find_subjects("folder", _modality_folder(_phantom_root(data, phantom_subjects(domain, data)),
-                                                            domain.modality), domain.modality)
-    else:
-        if not domain.root:
-            raise ValueError(f"the {domain.layout!r} layout of the {domain.modality} domain needs a data folder (root)")
-        subjects = find_subjects(domain.layout, Path(domain.root), domain.modality,
-                                 brats_sequence=domain.brats_sequence)
+    subjects = domain_subjects(domain, data)
     if split != "all":
-        try:
-            parts = split_subjects(subjects, data.test_fraction, data.split_seed, data.validation_fraction)
-        except SplitError as error:
-            raise ConfigError(f"data.validation_fraction: the {domain.modality} domain's {error}; lower it, or "
-                              "set it to 0 to train without validation subjects") from None
-        subjects = getattr(parts, split)
+        subjects = getattr(_split(subjects, domain, data), split)
     # Label files are read whenever they exist: held-out labels score every domain. Training strips
     # them from a domain marked unlabelled (``training.run_data``), so they never leak into learning.
     labels = data.labels
@@ -105,6 +101,36 @@ def load_domain(domain: DomainConfig, data: DataConfig, *, split: str = "train",
     log.info("%s domain, %s split: %d volumes, %d slices", domain.modality, split, len(prepared),
              sum(p.stack.shape[0] for p in prepared))
     return prepared
+
+
+def domain_subjects(domain: DomainConfig, data: DataConfig) -> list[Subject]:
+    """Every subject of one domain, before any split."""
+    if domain.layout == "phantom":
+        return find_subjects("folder", _modality_folder(_phantom_root(data, phantom_subjects(domain, data)),
+                                                        domain.modality), domain.modality)
+    if not domain.root:
+        raise ValueError(f"the {domain.layout!r} layout of the {domain.modality} domain needs a data folder (root)")
+    return find_subjects(domain.layout, Path(domain.root), domain.modality, brats_sequence=domain.brats_sequence)
+
+
+def _split(subjects: list[Subject], domain: DomainConfig, data: DataConfig) -> SubjectSplit:
+    """The domain's train / validation / test parts: the subjects ``data.named_split`` names, or the seeded
+    fractions."""
+    named = data.named_split
+    if named is not None:
+        unknown = unknown_named_subjects([*named.validation, *named.test], *(
+            subjects if other is domain else domain_subjects(other, data) for other in (data.source, data.target)))
+        if unknown:
+            raise ConfigError(f"data.named_split: no subject {unknown[0]!r} in either domain")
+        try:
+            return named_split(subjects, named.validation, named.test)
+        except SplitError as error:
+            raise ConfigError(f"data.named_split: the {domain.modality} domain's {error}") from None
+    try:
+        return split_subjects(subjects, data.test_fraction, data.split_seed, data.validation_fraction)
+    except SplitError as error:
+        raise ConfigError(f"data.validation_fraction: the {domain.modality} domain's {error}; lower it, or "
+                          "set it to 0 to train without validation subjects") from None
 
 
 def build_slice_dataset(prepared: list[PreparedVolume], data: DataConfig, augment: bool, seed: int) -> SliceDataset:

@@ -149,6 +149,26 @@ def split_subjects(subjects: list[Subject], test_fraction: float, seed: int,
                         part(validation_ids.__contains__), part(test_ids.__contains__))
 
 
+def named_split(subjects: list[Subject], validation: list[str], test: list[str]) -> SubjectSplit:
+    """The split a configuration names (``data.named_split``): the listed ids go to validation and test, every
+    other subject to training. Ids absent from ``subjects`` are skipped (the other domain may hold them:
+    ``unknown_named_subjects`` checks both); a split that leaves no training subject is refused."""
+    def part(ids) -> list[Subject]:
+        return sorted((s for s in subjects if s.id in ids), key=lambda s: s.id)
+
+    named = set(validation) | set(test)
+    train = part({s.id for s in subjects} - named)
+    if subjects and not train:
+        raise SplitError(f"{len(subjects)} subjects, all named for validation or test: none left to train")
+    return SubjectSplit(train, part(set(validation)), part(set(test)))
+
+
+def unknown_named_subjects(named: list[str], *domains: list[Subject]) -> list[str]:
+    """The ids of ``named`` that no domain holds (a typo would otherwise silently train on a test scan)."""
+    known = {s.id for subjects in domains for s in subjects}
+    return sorted(set(named) - known)
+
+
 def _folder_subjects(root: Path, modality: str) -> list[Subject]:
     images = _files_by_id(root / "images", FOLDER_SUFFIXES)
     if not images:
